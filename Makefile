@@ -1,0 +1,71 @@
+# ailab.gpu_lab — every set-up step and every check, from a fresh Debian 12 machine.
+#   make test   set up everything (venvs, Debian packages when root) and run every check
+# Individual steps: setup lint build sanity pytest molecule (see README "Development").
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+PYTHON      ?= python3
+VENV        := $(CURDIR)/.venv
+LITELLM_VENV:= $(CURDIR)/.venv-litellm
+COLL_LINK   := .collections/ansible_collections/ailab/gpu_lab
+BUILD_DIR   := $(CURDIR)/.build
+VERSION     := $(shell sed -n 's/^version: *//p' galaxy.yml)
+TARBALL     := $(BUILD_DIR)/ailab-gpu_lab-$(VERSION).tar.gz
+
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_LOCAL_TEMP := $(CURDIR)/.cache/ansible-tmp
+export AILAB_LITELLM_VENV := $(LITELLM_VENV)
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: test setup system-deps lint build sanity pytest molecule bench clean
+
+test: setup lint build sanity pytest molecule
+	@echo "make test: all checks passed"
+
+setup: $(VENV)/.stamp $(LITELLM_VENV)/.stamp $(COLL_LINK) system-deps
+
+# A venv is rebuilt only when its requirements file changes (stamp holds its hash).
+$(VENV)/.stamp: requirements/dev.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements/dev.txt
+	sha256sum requirements/dev.txt > $@
+
+$(LITELLM_VENV)/.stamp: requirements/litellm.txt
+	test -x $(LITELLM_VENV)/bin/python || $(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install --disable-pip-version-check -q -r requirements/litellm.txt
+	sha256sum requirements/litellm.txt > $@
+
+# The checkout itself, visible to Ansible as ailab.gpu_lab (ansible.cfg collections_path).
+$(COLL_LINK):
+	mkdir -p $(dir $@)
+	ln -sfn ../../.. $@
+
+system-deps:
+	bash tools/system-deps.sh
+
+lint: setup
+	ansible-lint --offline --profile production
+
+build: setup
+	rm -rf $(BUILD_DIR) && mkdir -p $(BUILD_DIR)
+	ansible-galaxy collection build --force --output-path $(BUILD_DIR) .
+	ansible-galaxy collection install --offline --no-deps --force -p $(BUILD_DIR)/collections $(TARBALL)
+	test -f $(BUILD_DIR)/collections/ansible_collections/ailab/gpu_lab/MANIFEST.json
+
+# ansible-test sanity runs inside the installed copy of the built tarball.
+sanity: build
+	bash tools/sanity.sh $(BUILD_DIR)/collections/ansible_collections/ailab/gpu_lab
+
+pytest: setup
+	python -m pytest -n 2 tests/unit tests/functional
+
+molecule: setup
+	bash tools/molecule-all.sh
+
+bench: setup
+	@echo "benchmarks: see README (Benchmarks)"
+
+clean:
+	rm -rf $(BUILD_DIR) .collections .cache .pytest_cache

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# ansible-test sanity on the installed copy of the built collection.
+# Offline trap (see REFERENCE.md): ansible-test downloads a get-pip script from a host
+# that is not reachable here. We place a stand-in in its cache that runs pip from
+# CPython's bundled ensurepip wheel; pip itself then installs from PyPI as usual.
+set -euo pipefail
+coll_dir=$1
+py=$(command -v python)
+pip_version=$("$py" - <<'PY'
+import inspect, re
+from ansible_test._internal import python_requirements as pr
+print(re.search(r"pip='([^']+)'", inspect.getsource(pr.get_venv_packages)).group(1))
+PY
+)
+cache="$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py"
+mkdir -p "$(dirname "$cache")"
+cat > "$cache" <<'PY'
+"""Local stand-in for get-pip.py: bootstrap pip from CPython's bundled ensurepip wheel."""
+import glob, os, sys, ensurepip
+wheel = sorted(glob.glob(os.path.join(os.path.dirname(ensurepip.__file__), "_bundled", "pip-*.whl")))[-1]
+sys.path.insert(0, wheel)
+from pip._internal.cli.main import main  # noqa: E402
+sys.exit(main(["install"] + sys.argv[1:]))
+PY
+cd "$coll_dir"
+ansible-test sanity --local --python 3.11 --color no

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Debian packages the tests drive for real: nix-instantiate (nix-bin), promtool (prometheus).
+set -euo pipefail
+need=()
+command -v nix-instantiate >/dev/null 2>&1 || need+=(nix-bin)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing Debian packages: ${need[*]}; run as root or: sudo apt-get install -y ${need[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}"
+# Debian's prometheus package starts a server; the tests need only promtool.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
