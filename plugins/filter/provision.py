@@ -1,0 +1,70 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, ailab maintainers
+# Apache License 2.0 (see galaxy.yml)
+"""Filters of the provision role: thin wrappers over plugins/module_utils/nixos.py.
+
+Documented beside this file: provision_kubeconfig_rewrite.yml, provision_switch_plan.yml,
+provision_rollback_unit.yml.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type  # pylint: disable=invalid-name
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.ailab.gpu_lab.plugins.module_utils.nixos import (
+    ProvisionError,
+    kubeconfig_server_url,
+    rewrite_kubeconfig,
+    rollback_unit_name,
+    switch_plan,
+)
+
+try:
+    import yaml
+except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
+    yaml = None
+
+
+def provision_kubeconfig_rewrite(kubeconfig, host, name, port=6443):
+    """k3s.yaml (text or mapping) -> kubeconfig YAML text pointing at https://host:port, named name."""
+    if yaml is None:
+        raise AnsibleFilterError("provision_kubeconfig_rewrite needs PyYAML on the controller")
+    if isinstance(kubeconfig, (bytes, str)):
+        try:
+            kubeconfig = yaml.safe_load(kubeconfig)
+        except yaml.YAMLError as exc:
+            raise AnsibleFilterError("provision_kubeconfig_rewrite: the k3s kubeconfig is not valid YAML: %s" % exc)
+    try:
+        rewritten = rewrite_kubeconfig(dict(kubeconfig) if isinstance(kubeconfig, dict) else kubeconfig,
+                                       kubeconfig_server_url(host, port), name)
+    except ProvisionError as exc:
+        raise AnsibleFilterError("provision_kubeconfig_rewrite: %s" % exc)
+    return yaml.safe_dump(rewritten, default_flow_style=False, sort_keys=True)
+
+
+def provision_switch_plan(new_system, current_system, booted=None, built=None):
+    """Changed-detection: whether to switch and whether a reboot is needed (see the module_utils)."""
+    try:
+        return switch_plan(current_system, new_system, booted=booted, built=built)
+    except ProvisionError as exc:
+        raise AnsibleFilterError("provision_switch_plan: %s" % exc)
+
+
+def provision_rollback_unit(new_system):
+    """The transient systemd unit name of the watchdog armed for one generation."""
+    if not new_system:
+        raise AnsibleFilterError("provision_rollback_unit: the new system path is empty")
+    return rollback_unit_name(new_system)
+
+
+class FilterModule(object):
+    """ailab.gpu_lab provision filters."""
+
+    def filters(self):
+        return {
+            "provision_kubeconfig_rewrite": provision_kubeconfig_rewrite,
+            "provision_switch_plan": provision_switch_plan,
+            "provision_rollback_unit": provision_rollback_unit,
+        }
