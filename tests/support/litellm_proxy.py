@@ -1,0 +1,174 @@
+"""Start and stop the REAL LiteLLM proxy for tests and benchmarks.
+
+Nothing is emulated here: this runs the pinned ``litellm[proxy]`` from its own venv
+(``$AILAB_LITELLM_VENV``, default ``<repo>/.venv-litellm``) as a subprocess on 127.0.0.1 and
+a free port, with a config file, ``LITELLM_LOCAL_MODEL_COST_MAP=True`` (offline), and waits
+for ``/health/readiness`` with a timeout. A start costs about 8 s and a lot of CPU on a small
+machine, so tests share one proxy per module (see ``proxy_session``) and group assertions.
+
+Usage::
+
+    with LiteLLMProxy(config_path, env={"LITELLM_MASTER_KEY": "sk-test"}) as proxy:
+        requests.post(proxy.url + "/v1/chat/completions", headers=proxy.auth, json=...)
+
+``LiteLLMProxy.start(wait=False)`` + ``wait_exited()`` lets a test observe a config the
+proxy refuses to start with; ``proxy.log()`` returns its combined stdout/stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.support.openai_backend import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def litellm_venv() -> Path:
+    return Path(os.environ.get("AILAB_LITELLM_VENV") or REPO / ".venv-litellm")
+
+
+def litellm_binary() -> Path:
+    binary = litellm_venv() / "bin" / "litellm"
+    if not binary.exists():
+        raise RuntimeError(f"LiteLLM proxy not found at {binary}: run `make setup` "
+                           "(or set AILAB_LITELLM_VENV to the venv holding litellm[proxy]).")
+    return binary
+
+
+class ProxyStartError(RuntimeError):
+    pass
+
+
+class LiteLLMProxy:
+    """One real LiteLLM proxy process."""
+
+    def __init__(self, config: str | Path, env: dict | None = None, port: int | None = None,
+                 master_key: str | None = None, startup_timeout: float = 90.0, extra_args: list[str] | None = None):
+        self.config = Path(config)
+        self.port = port or free_port()
+        self.env_extra = dict(env or {})
+        self.master_key = master_key or self.env_extra.get("LITELLM_MASTER_KEY")
+        self.startup_timeout = startup_timeout
+        self.extra_args = list(extra_args or [])
+        self.proc: subprocess.Popen | None = None
+        self._logfile = tempfile.NamedTemporaryFile(prefix="litellm-", suffix=".log", delete=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def auth(self) -> dict:
+        return {"Authorization": f"Bearer {self.master_key}"} if self.master_key else {}
+
+    def log(self) -> str:
+        try:
+            return Path(self._logfile.name).read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def _env(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LITELLM_", "OPENAI_", "ANTHROPIC_"))}
+        env.update({
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        })
+        env.pop("DATABASE_URL", None)
+        env.update(self.env_extra)
+        return env
+
+    def start(self, wait: bool = True) -> "LiteLLMProxy":
+        cmd = [str(litellm_binary()), "--config", str(self.config), "--host", "127.0.0.1",
+               "--port", str(self.port), *self.extra_args]
+        self.proc = subprocess.Popen(cmd, env=self._env(), stdout=self._logfile, stderr=subprocess.STDOUT,
+                                     cwd=str(self.config.parent), start_new_session=True)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise ProxyStartError(f"LiteLLM exited with {self.proc.returncode} before becoming ready:\n"
+                                      + self.log()[-4000:])
+            status, body = self.get("/health/readiness", timeout=2)
+            if status == 200 and isinstance(body, dict) and body.get("status") in ("healthy", "connected"):
+                return
+            time.sleep(0.25)
+        self.stop()
+        raise ProxyStartError(f"LiteLLM not ready after {self.startup_timeout}s:\n" + self.log()[-4000:])
+
+    def wait_exited(self, timeout: float = 60.0) -> int | None:
+        """Wait for the process to exit by itself (a config it refuses). None if still running."""
+        try:
+            return self.proc.wait(timeout=timeout) if self.proc else None
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+    def __enter__(self) -> "LiteLLMProxy":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- small HTTP client (stdlib, so the test venv needs nothing extra) ----------------------
+    def request(self, method: str, path: str, payload=None, headers: dict | None = None, timeout: float = 30.0,
+                auth: bool = True):
+        """Return (status, parsed JSON body or text). Never raises on HTTP errors."""
+        hdrs = dict(self.auth) if auth else {}
+        hdrs.update(headers or {})
+        data = None
+        if payload is not None:
+            data = json.dumps(payload).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        req = urllib.request.Request(self.url + path, data=data, headers=hdrs, method=method)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(req, timeout=timeout) as resp:
+                status, raw = resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            status, raw = err.code, err.read()
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            return None, None
+        text = raw.decode("utf-8", "replace")
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text
+
+    def get(self, path: str, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, payload, **kw):
+        return self.request("POST", path, payload, **kw)
+
+    def chat(self, model: str, content: str = "hello", **kw):
+        return self.post("/v1/chat/completions", {"model": model, "messages": [{"role": "user", "content": content}]},
+                         **kw)
