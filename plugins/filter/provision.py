@@ -4,7 +4,7 @@
 """Filters of the provision role: thin wrappers over plugins/module_utils/nixos.py.
 
 Documented beside this file: provision_kubeconfig_rewrite.yml, provision_switch_plan.yml,
-provision_rollback_unit.yml.
+provision_switch_unit.yml.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -17,7 +17,7 @@ from ansible_collections.ailab.gpu_lab.plugins.module_utils.nixos import (
     ProvisionError,
     kubeconfig_server_url,
     rewrite_kubeconfig,
-    rollback_unit_name,
+    switch_unit_name,
     switch_plan,
 )
 
@@ -52,11 +52,11 @@ def provision_switch_plan(new_system, current_system, booted=None, built=None):
         raise AnsibleFilterError("provision_switch_plan: %s" % exc)
 
 
-def provision_rollback_unit(new_system):
-    """The transient systemd unit name of the watchdog armed for one generation."""
+def provision_switch_unit(new_system):
+    """The transient systemd unit name of the switch to one generation."""
     if not new_system:
-        raise AnsibleFilterError("provision_rollback_unit: the new system path is empty")
-    return rollback_unit_name(new_system)
+        raise AnsibleFilterError("provision_switch_unit: the new system path is empty")
+    return switch_unit_name(new_system)
 
 
 class FilterModule(object):
@@ -66,5 +66,5 @@ class FilterModule(object):
         return {
             "provision_kubeconfig_rewrite": provision_kubeconfig_rewrite,
             "provision_switch_plan": provision_switch_plan,
-            "provision_rollback_unit": provision_rollback_unit,
+            "provision_switch_unit": provision_switch_unit,
         }

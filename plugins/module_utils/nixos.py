@@ -12,11 +12,12 @@ Three pieces, each unit-tested directly (tests/unit/test_provision_nixos.py):
 * ``switch_plan``: the changed-detection. A build is switched to only when its store path
   differs from ``/run/current-system``; a reboot is needed when the kernel, initrd or kernel
   modules (the NVIDIA driver lives there) differ from ``/run/booted-system``.
-* ``rollback_decision`` / ``run_watchdog``: the "magic rollback". Before switching, the role
-  writes a plan (previous and new generation, confirm file) and arms a transient systemd
-  timer that runs THIS FILE as a script on the host (``python3 nixos.py <plan.json>``).
-  Unless Ansible, over a fresh SSH connection, wrote the new system's path into the confirm
-  file before the timer fires, the watchdog switches back to the previous generation.
+* ``run_switch`` / ``rollback_decision``: the switch with "magic rollback". The role writes a
+  plan (previous and new generation, commands, confirm file) and starts THIS FILE as a
+  script in a transient systemd unit on the host (``python3 nixos.py <plan.json>``), detached
+  from the SSH session. It switches, then waits for Ansible to write the new system's path
+  into the confirm file over a fresh SSH connection; without that confirmation within the
+  timeout it switches back to the previous generation (as deploy-rs does).
 
 This file is also copied to the host as the watchdog, so it must stay importable and
 runnable by a bare CPython 3.6+ without Ansible.
@@ -36,7 +37,10 @@ import time
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 REBOOT_COMPONENTS = ("kernel", "initrd", "kernel-modules")
-PLAN_KEYS = ("previous", "new", "current_link", "confirm_file", "profile", "rollback_command", "log")
+PLAN_KEYS = (
+    "previous", "new", "current_link", "confirm_file", "confirm_timeout", "profile",
+    "switch_command", "rollback_command", "status_file", "log",
+)
 
 ACTION_KEEP = "keep"
 ACTION_ROLLBACK = "rollback"
@@ -161,10 +165,10 @@ def switch_plan(current_system, new_system, booted=None, built=None):
 
 # ------------------------------------------------------------------------ magic rollback
 
-def rollback_unit_name(new_system):
-    """A transient unit name unique to one generation: gpu-lab-rollback-<12 hex>."""
+def switch_unit_name(new_system):
+    """A transient unit name unique to one generation: gpu-lab-switch-<12 hex>."""
     digest = hashlib.sha256(str(new_system).encode("utf-8")).hexdigest()[:12]
-    return "gpu-lab-rollback-%s" % digest
+    return "gpu-lab-switch-%s" % digest
 
 
 def rollback_decision(previous, new, current, confirmed):
@@ -194,12 +198,12 @@ def rollback_decision(previous, new, current, confirmed):
 
 
 def load_plan(path):
-    """Read and check a watchdog plan (JSON written by the role)."""
+    """Read and check a switch plan (JSON written by the role)."""
     with open(path) as handle:
         plan = json.load(handle)
     missing = [key for key in PLAN_KEYS if key not in plan]
     if missing:
-        raise ProvisionError("rollback plan %s lacks %s" % (path, ", ".join(missing)))
+        raise ProvisionError("switch plan %s lacks %s" % (path, ", ".join(missing)))
     return plan
 
 
@@ -211,50 +215,97 @@ def _read(path):
         return None
 
 
-def _log(plan, record):
-    record = dict(record, time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+def _status(plan, phase, **fields):
+    """Write the status file atomically (Ansible waits on it) and append the record to the log."""
+    record = dict(fields, phase=phase, new=plan["new"], previous=plan["previous"],
+                  time=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     line = json.dumps(record, sort_keys=True)
+    tmp = plan["status_file"] + ".tmp"
+    with open(tmp, "w") as handle:
+        handle.write(line + "\n")
+    os.rename(tmp, plan["status_file"])
     try:
         with open(plan["log"], "a") as handle:
             handle.write(line + "\n")
     except (IOError, OSError):
         pass
-    print(line)
+    return record
 
 
-def run_watchdog(plan_path, runner=None):
-    """Apply ``rollback_decision`` on the host. Returns the process exit code."""
-    runner = runner or subprocess.call
-    plan = load_plan(plan_path)
-    current = os.path.realpath(plan["current_link"])
-    confirmed = _read(plan["confirm_file"])
-    action, reason = rollback_decision(plan["previous"], plan["new"], current, confirmed)
-    record = {"action": action, "reason": reason, "previous": plan["previous"], "new": plan["new"], "current": current}
-    if action != ACTION_ROLLBACK:
-        _log(plan, record)
-        return 0
+def _run(plan, command, runner):
     env = dict(os.environ)
+    env.update(plan.get("environment") or {})
     env.update(
-        PROVISION_PREVIOUS=plan["previous"],
+        PROVISION_SYSTEM=plan["new"],
         PROVISION_NEW=plan["new"],
+        PROVISION_PREVIOUS=plan["previous"],
         PROVISION_PROFILE=plan["profile"],
     )
-    env.update(plan.get("environment") or {})
-    code = runner(["/bin/sh", "-c", plan["rollback_command"]], env=env)
-    record["rollback_exit_code"] = code
-    _log(plan, record)
-    return 0 if code == 0 else 1
+    return runner(["/bin/sh", "-c", command], env=env)
+
+
+def _roll_back(plan, runner, reason):
+    code = _run(plan, plan["rollback_command"], runner)
+    if code == 0:
+        _status(plan, "rolled-back", reason=reason, rollback_exit_code=code)
+        return 1
+    _status(plan, "rollback-failed", reason=reason, rollback_exit_code=code)
+    return 2
+
+
+def run_switch(plan_path, runner=None, sleep=None, clock=None):
+    """The host side of a switch with magic rollback. Returns the process exit code.
+
+    1. run ``switch_command`` (set the system profile, switch-to-configuration switch);
+       status ``switched`` or, on failure, roll back at once (``rolled-back``);
+    2. wait up to ``confirm_timeout`` seconds for the confirm file to hold the new path
+       (Ansible writes it over a fresh SSH connection);
+    3. apply ``rollback_decision``: ``confirmed``, ``left-alone`` or ``rolled-back``.
+
+    Runs detached from the SSH session (a transient systemd unit), so a switch that cuts
+    the connection still finishes, and still rolls back.
+    """
+    runner = runner or subprocess.call
+    sleep = sleep or time.sleep
+    clock = clock or time.time
+    plan = load_plan(plan_path)
+    _status(plan, "switching")
+    code = _run(plan, plan["switch_command"], runner)
+    if code != 0:
+        _status(plan, "switch-failed", switch_exit_code=code)
+        if not plan["previous"] or plan["previous"] == plan["new"]:
+            return 1
+        return _roll_back(plan, runner, "switch_command failed with exit code %d" % code)
+    _status(plan, "switched", switch_exit_code=0)
+    timeout = float(plan.get("confirm_timeout") or 0)
+    if timeout <= 0:
+        _status(plan, "confirmed", reason="magic rollback disabled (confirm_timeout 0)")
+        return 0
+    deadline = clock() + timeout
+    confirmed = _read(plan["confirm_file"])
+    while (confirmed or "").strip() != plan["new"] and clock() < deadline:
+        sleep(float(plan.get("poll_interval") or 1))
+        confirmed = _read(plan["confirm_file"])
+    current = os.path.realpath(plan["current_link"])
+    action, reason = rollback_decision(plan["previous"], plan["new"], current, confirmed)
+    if action == ACTION_KEEP:
+        _status(plan, "confirmed", reason=reason)
+        return 0
+    if action == ACTION_NOOP:
+        _status(plan, "left-alone", reason=reason, current=current)
+        return 0
+    return _roll_back(plan, runner, reason)
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        sys.stderr.write("usage: nixos.py <rollback-plan.json>\n")
+        sys.stderr.write("usage: nixos.py <switch-plan.json>\n")
         return 2
     try:
-        return run_watchdog(argv[0])
+        return run_switch(argv[0])
     except (ProvisionError, IOError, OSError, ValueError) as exc:
-        sys.stderr.write("gpu-lab rollback watchdog: %s\n" % exc)
+        sys.stderr.write("gpu-lab switch: %s\n" % exc)
         return 2
 
 

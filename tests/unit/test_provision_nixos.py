@@ -173,56 +173,108 @@ def test_rollback_decision(case):
     assert reason
 
 
-def test_rollback_unit_name_is_per_generation():
-    assert nixos.rollback_unit_name(NEW) == nixos.rollback_unit_name(NEW)
-    assert nixos.rollback_unit_name(NEW) != nixos.rollback_unit_name(OLD)
-    assert nixos.rollback_unit_name(NEW).startswith("gpu-lab-rollback-")
-    assert len(nixos.rollback_unit_name(NEW)) == len("gpu-lab-rollback-") + 12
-    assert filters.provision_rollback_unit(NEW) == nixos.rollback_unit_name(NEW)
+def test_switch_unit_name_is_per_generation():
+    assert nixos.switch_unit_name(NEW) == nixos.switch_unit_name(NEW)
+    assert nixos.switch_unit_name(NEW) != nixos.switch_unit_name(OLD)
+    assert nixos.switch_unit_name(NEW).startswith("gpu-lab-switch-")
+    assert len(nixos.switch_unit_name(NEW)) == len("gpu-lab-switch-") + 12
+    assert filters.provision_switch_unit(NEW) == nixos.switch_unit_name(NEW)
 
 
-def _plan(tmp_path, current_target, confirm=None):
+class FakeClock:
+    """Deterministic time for the confirmation wait: sleep() advances the clock, nothing waits."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.on_sleep = None
+
+    def time(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+        if self.on_sleep:
+            self.on_sleep(self.now)
+
+
+def _plan(tmp_path, switch="ln -sfn \"$PROVISION_SYSTEM\" \"$LINK\"", confirm_timeout=10):
+    """A plan whose commands are real /bin/sh lines acting on a symlink standing in for /run/current-system."""
     link = tmp_path / "current-system"
-    os.symlink(current_target, link)
-    if confirm is not None:
-        (tmp_path / "confirm").write_text(confirm)
+    os.symlink(OLD, link)
     plan = {
         "previous": OLD, "new": NEW, "current_link": str(link), "confirm_file": str(tmp_path / "confirm"),
-        "profile": "/nix/var/nix/profiles/system", "log": str(tmp_path / "watchdog.log"),
-        "rollback_command": 'echo "$PROVISION_PREVIOUS $PROVISION_PROFILE" > "$OUT"',
-        "environment": {"OUT": str(tmp_path / "out")},
+        "confirm_timeout": confirm_timeout, "poll_interval": 1, "profile": "/nix/var/nix/profiles/system",
+        "switch_command": switch,
+        "rollback_command": 'ln -sfn "$PROVISION_PREVIOUS" "$LINK" && echo "$PROVISION_PROFILE" > "$OUT"',
+        "status_file": str(tmp_path / "status.json"), "log": str(tmp_path / "switch.log"),
+        "environment": {"LINK": str(link), "OUT": str(tmp_path / "rollback-ran")},
     }
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(plan))
-    return path
+    return path, link
 
 
-def test_watchdog_runs_the_rollback_command_when_unconfirmed(tmp_path):
-    """Runs the real /bin/sh rollback command (a harmless echo) with the plan's environment."""
-    plan = _plan(tmp_path, NEW)
-    assert nixos.run_watchdog(str(plan)) == 0
-    assert (tmp_path / "out").read_text().split() == [OLD, "/nix/var/nix/profiles/system"]
-    record = json.loads((tmp_path / "watchdog.log").read_text().splitlines()[-1])
-    assert record["action"] == "rollback" and record["rollback_exit_code"] == 0
+def _phases(tmp_path):
+    return [json.loads(line)["phase"] for line in (tmp_path / "switch.log").read_text().splitlines()]
 
 
-def test_watchdog_keeps_a_confirmed_generation(tmp_path):
-    plan = _plan(tmp_path, NEW, confirm=NEW)
-    assert nixos.run_watchdog(str(plan)) == 0
-    assert not (tmp_path / "out").exists()
-    assert json.loads((tmp_path / "watchdog.log").read_text())["action"] == "keep"
+def test_switch_rolls_back_when_not_confirmed(tmp_path):
+    plan, link = _plan(tmp_path)
+    clock = FakeClock()
+    assert nixos.run_switch(str(plan), sleep=clock.sleep, clock=clock.time) == 1
+    assert os.readlink(link) == OLD
+    assert (tmp_path / "rollback-ran").read_text().strip() == "/nix/var/nix/profiles/system"
+    assert _phases(tmp_path) == ["switching", "switched", "rolled-back"]
+    assert clock.now >= 1010.0
 
 
-def test_watchdog_reports_a_failed_rollback(tmp_path):
-    plan = _plan(tmp_path, NEW)
+def test_switch_keeps_a_generation_confirmed_during_the_wait(tmp_path):
+    plan, link = _plan(tmp_path)
+    clock = FakeClock()
+    clock.on_sleep = lambda now: now >= 1003 and (tmp_path / "confirm").write_text(NEW + "\n")
+    assert nixos.run_switch(str(plan), sleep=clock.sleep, clock=clock.time) == 0
+    assert os.readlink(link) == NEW
+    assert _phases(tmp_path) == ["switching", "switched", "confirmed"]
+    assert json.loads((tmp_path / "status.json").read_text())["phase"] == "confirmed"
+    assert clock.now < 1010.0
+
+
+def test_switch_ignores_a_stale_confirmation(tmp_path):
+    plan, link = _plan(tmp_path)
+    (tmp_path / "confirm").write_text(OLD)
+    clock = FakeClock()
+    assert nixos.run_switch(str(plan), sleep=clock.sleep, clock=clock.time) == 1
+    assert os.readlink(link) == OLD
+
+
+def test_failed_switch_rolls_back_at_once(tmp_path):
+    plan, link = _plan(tmp_path, switch='ln -sfn "$PROVISION_SYSTEM" "$LINK"; exit 4')
+    clock = FakeClock()
+    assert nixos.run_switch(str(plan), sleep=clock.sleep, clock=clock.time) == 1
+    assert os.readlink(link) == OLD
+    assert _phases(tmp_path) == ["switching", "switch-failed", "rolled-back"]
+    assert clock.now == 1000.0
+
+
+def test_failed_rollback_is_reported(tmp_path):
+    plan, _link = _plan(tmp_path)
     data = json.loads(plan.read_text())
     data["rollback_command"] = "exit 3"
     plan.write_text(json.dumps(data))
-    assert nixos.run_watchdog(str(plan)) == 1
-    assert json.loads((tmp_path / "watchdog.log").read_text())["rollback_exit_code"] == 3
+    clock = FakeClock()
+    assert nixos.run_switch(str(plan), sleep=clock.sleep, clock=clock.time) == 2
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["phase"] == "rollback-failed" and status["rollback_exit_code"] == 3
 
 
-def test_watchdog_refuses_an_incomplete_plan(tmp_path):
+def test_confirm_timeout_zero_disables_the_rollback(tmp_path):
+    plan, link = _plan(tmp_path, confirm_timeout=0)
+    assert nixos.run_switch(str(plan)) == 0
+    assert os.readlink(link) == NEW
+    assert _phases(tmp_path) == ["switching", "switched", "confirmed"]
+
+
+def test_switch_refuses_an_incomplete_plan(tmp_path):
     path = tmp_path / "plan.json"
     path.write_text(json.dumps({"previous": OLD}))
     assert nixos.main([str(path)]) == 2
