@@ -62,6 +62,32 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
+    def __init__(self, *args, **kwargs):
+        self.connections = set()
+        self.conn_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address):
+        with self.conn_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self.conn_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """Cut every open (keep-alive) connection, as a killed server would."""
+        with self.conn_lock:
+            conns = list(self.connections)
+            self.connections.clear()
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
 
 class OpenAIBackend:
     """A started/stopped local inference server. Use as a context manager or start()/stop()."""
@@ -110,6 +136,7 @@ class OpenAIBackend:
         if httpd is not None:
             httpd.shutdown()
             httpd.server_close()
+            httpd.drop_connections()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
