@@ -15,7 +15,9 @@ import fnmatch
 import io
 import os
 import re
+import socket
 import traceback
+import urllib.parse
 
 HF_IMPORT_ERROR = None
 try:
@@ -134,6 +136,8 @@ class _Progress(hf_tqdm):
 
 def _explain(exc, repo_id, revision, endpoint):
     """Map huggingface_hub errors to messages that say what to fix (never containing the token)."""
+    if isinstance(exc, hf_errors.DryRunError) and exc.__cause__ is not None:
+        exc = exc.__cause__  # the dry run wraps the real HTTP / connection error
     where = "%s at %s (revision %s)" % (repo_id, endpoint or "https://huggingface.co", revision)
     resp = getattr(exc, "response", None)
     status = getattr(resp, "status_code", None)
@@ -163,6 +167,19 @@ def _explain(exc, repo_id, revision, endpoint):
     return "downloading %s failed: %s: %s" % (where, type(exc).__name__, exc)
 
 
+def check_reachable(endpoint, timeout):
+    """Fail fast (one TCP connect) when the endpoint is unreachable, instead of the library's ~25 s of retries."""
+    parts = urllib.parse.urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HFError("hf_endpoint %r is not an http(s) URL (e.g. https://huggingface.co or a mirror)" % endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=min(float(timeout), 15.0)).close()
+    except (OSError, ValueError) as exc:
+        raise HFError("cannot reach the Hugging Face endpoint %s (%s:%s): %s. Check the network, DNS, proxy, or "
+                      "hf_endpoint (HF_ENDPOINT) for a mirror" % (endpoint, parts.hostname, port, exc))
+
+
 def _literal_misses(allow_patterns, files):
     """allow_patterns entries without wildcards that name no file: a missing file, not a filter."""
     misses = []
@@ -190,6 +207,7 @@ def ensure_present(repo_id, revision, cache_dir, allow_patterns=None, ignore_pat
         return result
 
     result["network"] = True
+    check_reachable(endpoint or hf_constants.ENDPOINT, timeout)
     hf_constants.HF_HUB_DOWNLOAD_TIMEOUT = int(timeout)
     hf_constants.HF_HUB_ETAG_TIMEOUT = int(timeout)
     kwargs = dict(repo_id=repo_id, revision=revision, cache_dir=cache_dir, allow_patterns=allow_patterns or None,

@@ -72,11 +72,11 @@ def _summarize(text):
     if "Signature mismatch" not in text:
         return text
     parts = []
-    changed = re.findall(r"Hash mismatch for '([^']+)'", text)
+    changed = re.findall(r"Hash mismatch for \\?'([^'\\]+)", text)
     if changed:
         parts.append("content differs for %s" % ", ".join(changed))
     for kind in ("Extra files found", "Missing files"):
-        m = re.search(r"%s in model '[^']*': ([^'\]]+)" % kind, text)
+        m = re.search(r"%s in model \\?'[^'\\]*\\?': ([^'\"\]]+)" % kind, text)
         if m:
             parts.append("%s: %s" % (kind.lower(), m.group(1).strip().rstrip(",")))
     return "; ".join(parts) or text
