@@ -1134,6 +1134,11 @@ class KubeEmulator:
         with self.state.lock:
             return self.state.create(res, (obj.get("metadata") or {}).get("namespace"), obj, internal=True)
 
+    def delete(self, kind, name, namespace=None):
+        """Delete as the API would (Pods go Terminating, owners cascade)."""
+        with self.state.lock:
+            return self.state.delete(BY_KIND[kind], namespace, name)
+
     def get(self, kind, name, namespace=None):
         with self.state.lock:
             try:

@@ -1,0 +1,118 @@
+# -*- coding: utf-8 -*-
+# Copyright: ailab.gpu_lab contributors
+# Apache License 2.0 (see LICENSE)
+"""Shared Kubernetes connection options, client construction and API error wording.
+
+Modules extend ``KUBE_ARG_SPEC`` and document it with the ``ailab.gpu_lab.kubernetes``
+doc fragment. The option names and ``K8S_AUTH_*`` environment fallbacks are those of
+kubernetes.core, so one inventory drives both.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+
+from ansible.module_utils.basic import env_fallback
+
+try:
+    from kubernetes import client as k8s_client
+    from kubernetes import config as k8s_config
+    from kubernetes.client.rest import ApiException
+    from kubernetes.config.config_exception import ConfigException
+    from urllib3.exceptions import HTTPError as Urllib3HTTPError
+
+    HAS_KUBERNETES = True
+    KUBERNETES_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - exercised only without the library
+    HAS_KUBERNETES = False
+    KUBERNETES_IMPORT_ERROR = exc
+
+    class ApiException(Exception):  # noqa: D401 - placeholder so except clauses stay valid
+        """Stand-in when the kubernetes library is missing."""
+
+    class ConfigException(Exception):
+        """Stand-in when the kubernetes library is missing."""
+
+    class Urllib3HTTPError(Exception):
+        """Stand-in when urllib3 is missing."""
+
+
+KUBE_ARG_SPEC = dict(
+    kubeconfig=dict(type="path", fallback=(env_fallback, ["K8S_AUTH_KUBECONFIG"])),
+    context=dict(type="str", fallback=(env_fallback, ["K8S_AUTH_CONTEXT"])),
+    host=dict(type="str", fallback=(env_fallback, ["K8S_AUTH_HOST"])),
+    api_key=dict(type="str", no_log=True, fallback=(env_fallback, ["K8S_AUTH_API_KEY"])),
+    validate_certs=dict(type="bool", aliases=["verify_ssl"], fallback=(env_fallback, ["K8S_AUTH_VERIFY_SSL"])),
+    ca_cert=dict(type="path", aliases=["ssl_ca_cert"], fallback=(env_fallback, ["K8S_AUTH_SSL_CA_CERT"])),
+)
+
+
+class KubeError(Exception):
+    """A Kubernetes problem worded for the operator (what, where, how to fix)."""
+
+
+def api_client(params):
+    """Build a ``kubernetes.client.ApiClient`` from module params (kubeconfig, context, host, ...)."""
+    configuration = k8s_client.Configuration()
+    kubeconfig = params.get("kubeconfig")
+    if kubeconfig or not params.get("host"):
+        path = os.path.expanduser(kubeconfig or os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0])
+        if not os.path.exists(path):
+            raise KubeError(
+                "kubeconfig %s does not exist. Pass kubeconfig= (or K8S_AUTH_KUBECONFIG) pointing at the file that "
+                "the provision playbook fetched (default ~/.kube/gpu_lab/<host>.yaml)." % path)
+        try:
+            k8s_config.load_kube_config(config_file=path, context=params.get("context"), client_configuration=configuration)
+        except (ConfigException, ValueError, TypeError) as exc:
+            raise KubeError("cannot load kubeconfig %s%s: %s" % (
+                path, " (context %s)" % params["context"] if params.get("context") else "", exc))
+    if params.get("host"):
+        configuration.host = params["host"]
+    if params.get("api_key"):
+        configuration.api_key = {"authorization": "Bearer %s" % params["api_key"]}
+    if params.get("validate_certs") is not None:
+        configuration.verify_ssl = params["validate_certs"]
+    if params.get("ca_cert"):
+        configuration.ssl_ca_cert = params["ca_cert"]
+    configuration.retries = 1
+    return k8s_client.ApiClient(configuration)
+
+
+def describe_api_error(exc, host, action):
+    """Turn a client exception into a sentence an operator can act on."""
+    if isinstance(exc, ApiException):
+        status = getattr(exc, "status", None)
+        detail = ""
+        try:
+            detail = json.loads(exc.body).get("message", "")
+        except (TypeError, ValueError, AttributeError):
+            detail = (exc.reason or "").strip()
+        if status == 401:
+            return ("Kubernetes API at %s rejected the credentials (401 Unauthorized) while trying to %s: the token or "
+                    "client certificate in the kubeconfig is wrong or expired; re-run the provision playbook to fetch a "
+                    "fresh kubeconfig." % (host, action))
+        if status == 403:
+            return ("Kubernetes API at %s refused to %s (403 Forbidden): %s. The kubeconfig user needs permission for "
+                    "this; the k3s admin kubeconfig has it." % (host, action, detail))
+        if status == 404:
+            return "Kubernetes API at %s has no such object or API while trying to %s: %s" % (host, action, detail)
+        return "Kubernetes API at %s answered %s while trying to %s: %s" % (host, status, action, detail)
+    if isinstance(exc, (Urllib3HTTPError, OSError)):
+        return ("Kubernetes API at %s is unreachable while trying to %s (%s). Is the cluster up, and is the "
+                "kubeconfig's server reachable from here (over the tailnet)?" % (host, action, exc.__class__.__name__))
+    return "Kubernetes API at %s: %s while trying to %s" % (host, exc, action)
+
+
+def call_json(client, api, method, action, **kwargs):
+    """Call a typed API method (e.g. ``"CoreV1Api", "list_node"``) and return the raw JSON as dicts.
+
+    Raw JSON keeps the API's own field names (camelCase), as kubectl and kubernetes.core show them.
+    """
+    try:
+        response = getattr(getattr(k8s_client, api)(client), method)(_preload_content=False, _request_timeout=30, **kwargs)
+        return json.loads(response.data)
+    except (ApiException, Urllib3HTTPError, OSError) as exc:
+        raise KubeError(describe_api_error(exc, client.configuration.host, action))

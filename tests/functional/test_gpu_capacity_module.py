@@ -1,0 +1,176 @@
+"""gpu_capacity through real Ansible against the Kubernetes API emulator.
+
+Real: Ansible, the module and its argument spec, the kubernetes client library.
+Emulated: the Kubernetes API server and its controllers/scheduler (tests/support/kube_emulator.py),
+and, for the host view, nvidia-smi (a script printing outputs transcribed from real drivers).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import socket
+import stat
+
+import pytest
+import yaml
+
+from tests.support.ansible_run import run_module
+from tests.support.kube_emulator import KubeEmulator, gpu_node
+
+NS = "ai-lab"
+SMI_CASES = {c["id"]: c for c in yaml.safe_load((pathlib.Path(__file__).parents[1] / "unit/data/nvidia_smi_cases.yml").read_text())}
+
+
+def gpu_deployment(name, gpus=1, resource="nvidia.com/gpu", node_selector=None, strategy="Recreate"):
+    spec = {"containers": [{"name": name, "image": f"example/{name}", "resources": {"limits": {resource: gpus}}}]}
+    if node_selector:
+        spec["nodeSelector"] = node_selector
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NS},
+            "spec": {"replicas": 1, "strategy": {"type": strategy}, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}}, "spec": spec}}}
+
+
+def running_pods(emu, app):
+    return [p for p in emu.list("Pod", NS) if p["metadata"].get("labels", {}).get("app") == app
+            and p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
+
+
+def capacity(emu, **args):
+    return run_module("ailab.gpu_lab.gpu_capacity", dict({"kubeconfig": emu.kubeconfig}, **args))
+
+
+def test_reports_holder_then_requirement_fails_naming_it(kube):
+    kube.load(gpu_deployment("ollama"))
+    kube.wait_for(lambda e: running_pods(e, "ollama"))
+    result, _ = capacity(kube)
+    assert not result.get("failed") and result["changed"] is False
+    node = result["nodes"][0]
+    assert (node["name"], node["capacity"], node["allocatable"], node["requested"], node["free"]) == ("gpu-node-1", 1, 1, 1, 0)
+    holder = node["holders"][0]
+    assert holder["workload"] == {"kind": "Deployment", "name": "ollama"} and holder["phase"] == "Running"
+    assert holder["terminating"] is False and holder["amount"] == 1 and holder["name"].startswith("ollama-")
+    result, _ = capacity(kube, node="gpu-node-1", require_free=1)
+    assert result["failed"] is True
+    assert "1 nvidia.com/gpu required free on node gpu-node-1" in result["msg"]
+    assert f"{NS}/{holder['name']} (Deployment ollama, Running, 1)" in result["msg"]
+
+
+def test_pending_pod_is_reported_with_scheduler_reason(kube):
+    kube.load(gpu_deployment("ollama"))
+    kube.load(gpu_deployment("vllm"))
+    kube.wait_for(lambda e: running_pods(e, "ollama") or running_pods(e, "vllm"))
+    kube.wait_for(lambda e: any(p["status"].get("conditions", [{}])[0].get("reason") == "Unschedulable" for p in e.list("Pod", NS)))
+    result, _ = capacity(kube)
+    assert result["totals"]["requested"] == 1 and result["totals"]["free"] == 0
+    assert len(result["pending"]) == 1
+    assert result["pending"][0]["reason"] == "Unschedulable" and result["pending"][0]["workload"]["kind"] == "Deployment"
+
+
+def test_terminating_pod_counts_until_deleted_and_wait_timeout_waits_for_it(kube):
+    kube.settings(terminating_seconds=4)
+    kube.load(gpu_deployment("ollama"))
+    pod = kube.wait_for(lambda e: running_pods(e, "ollama"))[0]
+    kube.delete("Deployment", "ollama", NS)
+    kube.wait_for(lambda e: (e.get("Pod", pod["metadata"]["name"], NS) or {}).get("metadata", {}).get("deletionTimestamp"))
+    result, _ = capacity(kube, node="gpu-node-1", require_free=1)
+    assert result["failed"] is True and "Terminating" in result["msg"] and "Terminating pods still count" in result["msg"]
+    result, _ = capacity(kube, node="gpu-node-1", require_free=1, wait_timeout=30, wait_sleep=1)
+    assert not result.get("failed"), result.get("msg")
+    assert result["nodes"][0]["free"] == 1 and result["nodes"][0]["holders"] == []
+    assert kube.get("Pod", pod["metadata"]["name"], NS) is None
+
+
+def test_several_nodes_and_time_sliced_resource(tmp_path):
+    nodes = [gpu_node("box-a", gpus=4, resource="nvidia.com/gpu.shared", labels={"lab/box": "a"}),
+             gpu_node("box-b", gpus=1, labels={"lab/box": "b"})]
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
+    with KubeEmulator(nodes=nodes, objects=[ns], workdir=str(tmp_path)) as emu:
+        for i in range(3):
+            emu.load(gpu_deployment(f"shared-{i}", resource="nvidia.com/gpu.shared", node_selector={"lab/box": "a"}))
+        emu.load(gpu_deployment("whole", node_selector={"lab/box": "b"}))
+        emu.wait_for(lambda e: len([p for p in e.list("Pod", NS) if p["status"].get("phase") == "Running"]) == 4)
+        shared, _ = capacity(emu, resource_name="nvidia.com/gpu.shared", require_free=1)
+        assert not shared.get("failed"), shared.get("msg")
+        by_name = {n["name"]: n for n in shared["nodes"]}
+        assert (by_name["box-a"]["allocatable"], by_name["box-a"]["requested"], by_name["box-a"]["free"]) == (4, 3, 1)
+        assert by_name["box-b"]["advertised"] is False and shared["totals"]["free"] == 1
+        whole, _ = capacity(emu, node="box-b")
+        assert [n["name"] for n in whole["nodes"]] == ["box-b"] and whole["nodes"][0]["free"] == 0
+        assert whole["nodes"][0]["holders"][0]["workload"]["name"] == "whole"
+        failed, _ = capacity(emu, node="box-b", require_free=1)
+        assert failed["failed"] and "whole" in failed["msg"]
+
+
+def test_device_plugin_missing_is_named(tmp_path):
+    with KubeEmulator(nodes=[gpu_node("bare", gpus=0)], workdir=str(tmp_path)) as emu:
+        warned, _ = capacity(emu)
+        assert not warned.get("failed") and warned["advertised"] is False
+        assert any("device plugin" in w for w in warned.get("warnings", []))
+        failed, _ = capacity(emu, require_free=1)
+        assert failed["failed"] and "no node advertises nvidia.com/gpu" in failed["msg"] and "device plugin" in failed["msg"]
+
+
+def test_unknown_node(kube):
+    result, _ = capacity(kube, node="gpu-node-9")
+    assert result["failed"] and "node 'gpu-node-9' not found; the cluster has: gpu-node-1" in result["msg"]
+
+
+def test_bad_credentials_say_401_and_what_to_do(kube, tmp_path):
+    wrong = kube.write_kubeconfig(str(tmp_path / "wrong"), token="not-the-token")
+    result, out = run_module("ailab.gpu_lab.gpu_capacity", {"kubeconfig": wrong})
+    assert result["failed"] and "401 Unauthorized" in result["msg"] and "re-run the provision playbook" in result["msg"]
+    assert "not-the-token" not in out
+
+
+def test_unreachable_api(kube, tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cfg = yaml.safe_load(pathlib.Path(kube.kubeconfig).read_text())
+    cfg["clusters"][0]["cluster"]["server"] = f"http://127.0.0.1:{port}"
+    path = tmp_path / "closed"
+    path.write_text(yaml.safe_dump(cfg))
+    result, _ = run_module("ailab.gpu_lab.gpu_capacity", {"kubeconfig": str(path)})
+    assert result["failed"] and f"127.0.0.1:{port} is unreachable" in result["msg"]
+
+
+def test_missing_kubeconfig_file(tmp_path):
+    result, _ = run_module("ailab.gpu_lab.gpu_capacity", {"kubeconfig": str(tmp_path / "nope.yaml")})
+    assert result["failed"] and "does not exist" in result["msg"] and "provision" in result["msg"]
+
+
+def test_check_mode_runs_the_same(kube):
+    result, _ = run_module("ailab.gpu_lab.gpu_capacity", {"kubeconfig": kube.kubeconfig}, check=True)
+    assert not result.get("failed") and result["changed"] is False and result["totals"]["free"] == 1
+
+
+def _fake_nvidia_smi(tmp_path, case):
+    """Emulated nvidia-smi: prints the transcribed output of a real driver for each query."""
+    (tmp_path / "gpus.txt").write_text(case["gpus"])
+    (tmp_path / "apps.txt").write_text(case["apps"])
+    script = tmp_path / "nvidia-smi"
+    script.write_text(f"""#!/bin/sh
+case "$1" in
+  --query-gpu=*) cat {tmp_path}/gpus.txt ;;
+  --query-compute-apps=*) cat {tmp_path}/apps.txt ;;
+  *) echo "unexpected args: $*" >&2; exit 2 ;;
+esac
+""")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return str(script)
+
+
+def test_host_view_reports_a_game_kubernetes_cannot_see(tmp_path):
+    smi = _fake_nvidia_smi(tmp_path, SMI_CASES["driver-550-game-running-invisible-to-compute-apps"])
+    result, _ = run_module("ailab.gpu_lab.gpu_capacity", {"sources": ["nvidia-smi"], "nvidia_smi_path": smi})
+    gpu = result["host"]["gpus"][0]
+    assert gpu["memory_used_mib"] == 9213 and gpu["unattributed_memory_mib"] == 9213 and gpu["processes"] == []
+    failed, _ = run_module("ailab.gpu_lab.gpu_capacity", {"sources": ["nvidia-smi"], "nvidia_smi_path": smi,
+                                                           "require_host_free_mib": 20000})
+    assert failed["failed"] and "graphics clients such as a game" in failed["msg"]
+
+
+def test_no_nvidia_smi_on_host_is_a_clear_error(tmp_path):
+    result, _ = run_module("ailab.gpu_lab.gpu_capacity", {"sources": ["nvidia-smi"], "nvidia_smi_path": str(tmp_path / "nvidia-smi")})
+    assert result["failed"] and "not found on this host" in result["msg"]

@@ -1,0 +1,57 @@
+"""Run one module through real Ansible (ansible-playbook, json callback) and return its result.
+
+Module tests go through Ansible itself, so the argument spec, the documented defaults,
+no_log handling and check mode are exercised exactly as a playbook would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+VENV_BIN = os.path.dirname(sys.executable)
+
+
+def ansible_env(extra=None):
+    env = dict(os.environ)
+    env.update(PATH=f"{VENV_BIN}:{env.get('PATH', '')}", ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
+               ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", PYTHONPATH=REPO)
+    env.update(extra or {})
+    return env
+
+
+def run_module(module, args, check=False, diff=False, verbosity=0, extra_env=None, timeout=300):
+    """Return ``(result, stdout)``: the task's result dict and the whole ansible-playbook output."""
+    task = {"name": "module under test", module: args, "register": "out", "ignore_errors": True}
+    play = [{"hosts": "localhost", "gather_facts": False, "connection": "local",
+             "vars": {"ansible_python_interpreter": sys.executable}, "tasks": [task]}]
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", dir=os.environ.get("TMPDIR", "/tmp"), delete=False) as handle:
+        yaml.safe_dump(play, handle)
+        path = handle.name
+    try:
+        argv = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", "localhost,", path]
+        argv += ["--check"] if check else []
+        argv += ["--diff"] if diff else []
+        argv += ["-" + "v" * verbosity] if verbosity else []
+        env = ansible_env(dict(extra_env or {}, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json"))
+        if verbosity:
+            env.pop("ANSIBLE_STDOUT_CALLBACK")
+        proc = subprocess.run(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=timeout, check=False)
+    finally:
+        os.unlink(path)
+    if verbosity:
+        return None, proc.stdout
+    start = proc.stdout.find("{")
+    try:
+        data = json.loads(proc.stdout[start:])
+    except ValueError as exc:
+        raise AssertionError(f"ansible-playbook gave no JSON result:\n{proc.stdout[-4000:]}") from exc
+    result = data["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return result, proc.stdout
