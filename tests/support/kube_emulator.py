@@ -1134,6 +1134,12 @@ class KubeEmulator:
         with self.state.lock:
             return self.state.create(res, (obj.get("metadata") or {}).get("namespace"), obj, internal=True)
 
+    def update(self, obj):
+        """Replace an object's content as a PUT would (generation bumps on spec changes)."""
+        meta = obj.get("metadata") or {}
+        with self.state.lock:
+            return self.state.write(BY_KIND[obj["kind"]], meta.get("namespace"), meta["name"], obj)
+
     def delete(self, kind, name, namespace=None):
         """Delete as the API would (Pods go Terminating, owners cascade)."""
         with self.state.lock:
