@@ -240,10 +240,12 @@ def _huggingface(module, params, report):
                                 ignore_patterns=params.get("ignore_patterns"), token=params.get("hf_token"),
                                 endpoint=params.get("hf_endpoint"), timeout=params["timeout"],
                                 check_mode=module.check_mode, report=report)
+        # not "path": AnsibleModule.exit_json would add (and overwrite size/state with) that path's stat
+        out["snapshot_path"] = out.pop("path")
         result.update(out)
         if v and not module.check_mode:
             result["verification"] = verify_mod.verify(
-                out["path"], signature=v["signature"], method=v["method"], public_key=v.get("public_key"),
+                out["snapshot_path"], signature=v["signature"], method=v["method"], public_key=v.get("public_key"),
                 certificate_chain=v.get("certificate_chain"), hash_algorithm=v["hash_algorithm"])
             result["verified"] = True
     if module._diff:

@@ -282,7 +282,7 @@ freed_vram:
   description: Sum of C(size_vram) of the unloaded models, in bytes.
   returned: state is unloaded
   type: int
-path:
+snapshot_path:
   description: The snapshot directory (C(<cache_dir>/models--<owner>--<name>/snapshots/<commit>)).
   returned: backend is huggingface and state is present
   type: str
