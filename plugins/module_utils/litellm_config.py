@@ -368,8 +368,9 @@ def _check_master_key(config, errors):
     general = config.get("general_settings") or {}
     key = general.get("master_key") if isinstance(general, dict) else None
     if not key:
-        errors.append("general_settings.master_key is missing: LiteLLM refuses to start without one (or would run "
-                      "with an open admin API); add master_key: %s (generated into the litellm-env Secret by the "
+        errors.append("general_settings.master_key is missing: LiteLLM refuses to start without a master key "
+                      "(unless LITELLM_MASTER_KEY happens to be in its environment), and without one every request "
+                      "would be unauthenticated; add master_key: %s (generated into the litellm-env Secret by the "
                       "secrets playbook)" % DEFAULT_MASTER_KEY)
 
 

@@ -172,3 +172,55 @@ class LiteLLMProxy:
     def chat(self, model: str, content: str = "hello", **kw):
         return self.post("/v1/chat/completions", {"model": model, "messages": [{"role": "user", "content": content}]},
                          **kw)
+
+
+# -- the gateway config the litellm role deploys, pointed at local backends -----------------------------
+
+MASTER_KEY = "sk-ailab-test-0123456789abcdef"
+
+
+def role_base_config() -> dict:
+    """The litellm role's default config sections (roles/litellm/defaults/main.yml), so tests and the
+    benchmark run exactly the settings the role deploys."""
+    import yaml
+
+    defaults = yaml.safe_load((REPO / "roles" / "litellm" / "defaults" / "main.yml").read_text())
+    return {"litellm_settings": defaults["litellm_litellm_settings"],
+            "router_settings": defaults["litellm_router_settings"],
+            "general_settings": defaults["litellm_general_settings"]}
+
+
+def example_catalog() -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO / "tests" / "unit" / "data" / "litellm_example_catalog.yml").read_text())
+
+
+def write_gateway_config(directory, vllm, ollama, cloud=None, models=None, routes=None, provided_env=None,
+                         config=None) -> tuple[Path, dict]:
+    """Render the example catalog (or ``models``) with the module's code path into ``directory``.
+
+    ``vllm``/``ollama``/``cloud`` are OpenAIBackend instances standing in for the in-cluster
+    Services and the hosted provider (reached through its catalog ``api_base`` override).
+    Returns (path, build result).
+    """
+    from ansible_collections.ailab.gpu_lab.plugins.module_utils import litellm_config as lc
+
+    catalog = example_catalog()
+    models = [dict(m) for m in (models if models is not None else catalog["gpu_lab_models"])]
+    if cloud is not None:
+        for entry in models:
+            if entry["backend"] not in ("vllm", "ollama"):
+                entry["api_base"] = cloud.url
+    result = lc.build(config if config is not None else role_base_config(), models=models,
+                      routes=catalog["gpu_lab_routes"] if routes is None else routes,
+                      vllm_api_base=vllm.v1, ollama_api_base=ollama.url,
+                      provided_env=provided_env or ["LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "ANTHROPIC_API_KEY"])
+    path = Path(directory) / "litellm-config.yaml"
+    path.write_text(result["content"])
+    return path, result
+
+
+def gateway_env() -> dict:
+    return {"LITELLM_MASTER_KEY": MASTER_KEY, "LITELLM_SALT_KEY": "sk-salt-test-0123456789",
+            "ANTHROPIC_API_KEY": "sk-ant-test-not-a-real-key", "LITELLM_LOG": "ERROR"}

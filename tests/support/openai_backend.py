@@ -7,6 +7,8 @@ What is REAL here: the HTTP wire formats. The server speaks, on 127.0.0.1,
   ``GET /v1/models``, ``POST /v1/chat/completions`` (JSON, or ``"stream": true`` as
   Server-Sent Events ending with ``data: [DONE]``), ``POST /v1/embeddings``,
   ``GET /health`` (vLLM's liveness endpoint);
+* the Anthropic Messages API (``POST /v1/messages``, non-streaming only), standing in for a
+  hosted provider reached through an ``api_base`` override;
 * the Ollama chat/embedding endpoints that LiteLLM's ``ollama_chat/`` provider calls:
   ``POST /api/chat`` (JSON, or NDJSON when streaming), ``POST /api/embed``,
   ``POST /api/show``, ``GET /`` ("Ollama is running").
@@ -214,6 +216,8 @@ class _Handler(BaseHTTPRequestHandler):
         for message in messages or []:
             if isinstance(message, dict) and message.get("role") == "user":
                 content = message.get("content")
+                if isinstance(content, list):  # content blocks (OpenAI multimodal / Anthropic)
+                    content = " ".join(b.get("text", "") for b in content if isinstance(b, dict))
                 last = content if isinstance(content, str) else json.dumps(content)
         return f"[{self.backend.name}] {model}: {last}"
 
@@ -268,6 +272,8 @@ class _Handler(BaseHTTPRequestHandler):
                              "template": "", "modelfile": ""})
             return
         route = routes.get(path)
+        if route is None and path.endswith("/v1/messages"):
+            route = self._anthropic_messages
         if route is None:
             self._json(404, {"error": {"message": f"no route {path}"}})
             return
@@ -306,6 +312,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._chunk(b"data: " + json.dumps(last).encode() + b"\n\n")
         self._chunk(b"data: [DONE]\n\n")
         self._end_stream()
+
+    def _anthropic_messages(self, model: str, body: dict) -> None:
+        text = self._reply_text(model, body.get("messages"))
+        self._json(200, {"id": "msg_" + hashlib.sha1(text.encode()).hexdigest()[:20], "type": "message",
+                         "role": "assistant", "model": model, "content": [{"type": "text", "text": text}],
+                         "stop_reason": "end_turn", "stop_sequence": None,
+                         "usage": {"input_tokens": 1, "output_tokens": len(text.split())}})
 
     def _embeddings(self, model: str, body: dict) -> None:
         inputs = body.get("input")

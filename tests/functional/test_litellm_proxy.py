@@ -1,0 +1,221 @@
+"""Proof against the REAL LiteLLM proxy (litellm[proxy]==1.106.2 from .venv-litellm).
+
+REAL: the LiteLLM proxy process, its config loading, routing, fallbacks, auth, Prometheus
+metrics; the config is rendered by our litellm_config code path from the example catalog
+with the litellm role's default settings.
+EMULATED: the inference servers behind it (tests/support/openai_backend.py: vLLM's OpenAI API,
+Ollama's /api/chat and /api/embed, Anthropic's /v1/messages, with canned replies).
+
+A proxy start costs ~8 s of both CPUs, so each test function below is ONE proxy start with
+its assertions grouped (one function, not a module fixture: pytest-xdist would split a
+module's tests over workers and start the proxy twice).
+"""
+
+import time
+
+import pytest
+import yaml
+
+from ansible_collections.ailab.gpu_lab.plugins.module_utils import litellm_config as lc
+from tests.support.litellm_proxy import (LiteLLMProxy, gateway_env, role_base_config, write_gateway_config)
+from tests.support.openai_backend import OpenAIBackend, free_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def backends():
+    vllm = OpenAIBackend("vllm", served_models=["qwen2.5-7b"]).start()
+    ollama = OpenAIBackend("ollama").start()
+    cloud = OpenAIBackend("cloud").start()
+    yield vllm, ollama, cloud
+    for backend in (vllm, ollama, cloud):
+        backend.stop()
+
+
+def _assert_openai_chat(status, body, backend_name, model_sent):
+    assert status == 200, body
+    assert body["object"] == "chat.completion" and body["id"]
+    choice = body["choices"][0]
+    assert choice["message"]["role"] == "assistant" and choice["finish_reason"] == "stop"
+    assert choice["message"]["content"].startswith("[%s] %s:" % (backend_name, model_sent)), body
+    assert body["usage"]["total_tokens"] > 0
+
+
+def test_example_catalog_served_by_real_proxy(tmp_path, backends):
+    vllm, ollama, cloud = backends
+    path, built = write_gateway_config(tmp_path, vllm, ollama, cloud)
+    assert yaml.safe_load(path.read_text()) == built["config"]
+
+    with LiteLLMProxy(path, env=gateway_env()) as proxy:
+        # health endpoints the Deployment's probes use (no auth needed)
+        status, body = proxy.get("/health/readiness", auth=False)
+        assert status == 200 and body["status"] == "healthy", body
+        assert proxy.get("/health/liveliness", auth=False)[0] == 200
+
+        # the master key is enforced: refused, the backend never sees the request. (401 with the
+        # `prisma` package installed, as in LiteLLM's image; without it LiteLLM's auth error
+        # handler itself fails on `import prisma` and answers 500 - still refused.)
+        status, body = proxy.chat("qwen2.5-7b", auth=False)
+        assert status in (401, 500) and not vllm.requests, (status, body)
+
+        # every alias of the catalog is loaded (nothing silently dropped)
+        status, body = proxy.get("/v1/models")
+        assert status == 200
+        assert sorted(m["id"] for m in body["data"]) == sorted(built["models"])
+
+        # a chat completion to each chat alias reaches the right backend with the right name
+        _assert_openai_chat(*proxy.chat("qwen2.5-7b"), "vllm", "qwen2.5-7b")
+        _assert_openai_chat(*proxy.chat("llama3.1-8b"), "ollama", "llama3.1:8b")
+        _assert_openai_chat(*proxy.chat("cloud-fallback"), "cloud", "claude-sonnet-4-5")
+        assert vllm.models_requested() == ["qwen2.5-7b"], "vLLM must be called with its served name"
+        assert ollama.requests[-1]["path"] == "/api/chat"
+        assert cloud.requests[-1]["path"].endswith("/v1/messages")
+        assert cloud.requests[-1]["model"] == "claude-sonnet-4-5"
+
+        # embeddings alias (mode: embedding) in OpenAI format
+        status, body = proxy.post("/v1/embeddings", {"model": "nomic-embed", "input": ["hello", "world"]})
+        assert status == 200, body
+        assert body["object"] == "list" and len(body["data"]) == 2
+        assert body["data"][0]["object"] == "embedding" and len(body["data"][0]["embedding"]) == 8
+        assert ollama.requests[-1]["path"] == "/api/embed" and ollama.requests[-1]["model"] == "nomic-embed-text"
+
+        # streaming: Server-Sent Events in OpenAI chunk format, ending with [DONE]
+        status, text = proxy.post("/v1/chat/completions", {
+            "model": "qwen2.5-7b", "stream": True, "messages": [{"role": "user", "content": "stream me"}]})
+        assert status == 200
+        events = [line[len("data: "):] for line in text.splitlines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        chunks = [yaml.safe_load(e) for e in events[:-1]]
+        assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+        streamed = "".join((c["choices"][0]["delta"].get("content") or "") for c in chunks if c["choices"])
+        assert streamed == "[vllm] qwen2.5-7b: stream me"
+
+        # Prometheus metrics: with the key yes, without it no
+        assert proxy.get("/metrics/", auth=False)[0] == 401
+        status, metrics = proxy.get("/metrics/")
+        assert status == 200
+        assert 'litellm_proxy_total_requests_metric_total{' in metrics
+        assert 'requested_model="llama3.1-8b"' in metrics
+        assert "litellm_request_total_latency_metric" in metrics
+
+        # fallback: the primary (vLLM) is gone -> served by the next alias of the route (Ollama)
+        vllm.stop()
+        before = len(ollama.requests)
+        status, body = proxy.chat("qwen2.5-7b", "are you there?")
+        _assert_openai_chat(status, body, "ollama", "llama3.1:8b")
+        assert len(ollama.requests) == before + 1
+        # a 500 from the primary falls back the same way
+        vllm.start()
+        vllm.set_failure(500)
+        ollama.set_failure(503)
+        status, body = proxy.chat("qwen2.5-7b", "and now?")
+        _assert_openai_chat(status, body, "cloud", "claude-sonnet-4-5")
+
+        status, body = proxy.get("/health/readiness", auth=False)
+        assert status == 200 and body["status"] == "healthy"
+
+
+def _bad_config(vllm, ollama, cloud, dead_port):
+    """A config with several problems LiteLLM accepts at start. Each entry is named after its problem."""
+    config = role_base_config()
+    config["model_list"] = [
+        {"model_name": "good", "litellm_params": {"model": "hosted_vllm/qwen2.5-7b", "api_base": vllm.v1}},
+        # no provider prefix
+        {"model_name": "no-prefix", "litellm_params": {"model": "qwen2.5-7b", "api_base": vllm.v1}},
+        # env var not provided by the litellm-env Secret
+        {"model_name": "unset-env", "litellm_params": {"model": "openai/gpt-4o", "api_base": cloud.v1,
+                                                       "api_key": "os.environ/OPENAI_KEY"}},
+        # duplicate alias: silently load-balanced between two different models
+        {"model_name": "dup", "litellm_params": {"model": "hosted_vllm/qwen2.5-7b", "api_base": vllm.v1}},
+        {"model_name": "dup", "litellm_params": {"model": "ollama_chat/llama3.1:8b", "api_base": ollama.url}},
+        # /v1 on an Ollama base
+        {"model_name": "ollama-v1", "litellm_params": {"model": "ollama_chat/llama3.1:8b", "api_base": ollama.v1}},
+        # /v1 missing on a vLLM base
+        {"model_name": "vllm-no-v1", "litellm_params": {"model": "hosted_vllm/qwen2.5-7b", "api_base": vllm.url}},
+        # a dead primary whose fallback is configured under a misspelled key
+        {"model_name": "dead", "litellm_params": {"model": "hosted_vllm/qwen2.5-7b",
+                                                  "api_base": "http://127.0.0.1:%d/v1" % dead_port}},
+    ]
+    config["router_settings"] = dict(config["router_settings"], fallback=[{"dead": ["good"]}])
+    return config
+
+
+def test_unvalidated_configs_misbehave_in_real_proxy_and_module_rejects_them(tmp_path, backends):
+    vllm, ollama, cloud = backends
+    dead_port = free_port()
+    config = _bad_config(vllm, ollama, cloud, dead_port)
+    provided = ["LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "ANTHROPIC_API_KEY"]
+
+    # our module rejects it first, naming each entry and the fix
+    with pytest.raises(lc.ConfigError) as info:
+        lc.build(config, provided_env=provided)
+    message = str(info.value)
+    for expected in (
+            "model_list[1] (model_name 'no-prefix'): litellm_params.model 'qwen2.5-7b' has no provider prefix",
+            "model_list[2] (model_name 'unset-env').litellm_params.api_key: references OPENAI_KEY",
+            "model_list[4] (model_name 'dup'): duplicate of model_list[3]",
+            "model_list[5] (model_name 'ollama-v1'): api_base '%s' ends in /v1" % ollama.v1,
+            "model_list[6] (model_name 'vllm-no-v1'): api_base '%s' lacks /v1" % vllm.url,
+            "router_settings: key 'fallback' is unknown to LiteLLM, which would silently ignore it "
+            "(did you mean 'fallbacks'?)"):
+        assert expected in message, "%r not in:\n%s" % (expected, message)
+
+    # the real proxy starts with it anyway, and misbehaves
+    path = tmp_path / "unvalidated.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with LiteLLMProxy(path, env=gateway_env()) as proxy:
+        status, body = proxy.get("/v1/models")
+        served = sorted(m["id"] for m in body["data"])
+        assert "no-prefix" not in served, "LiteLLM silently dropped the model without a provider prefix"
+        assert "good" in served
+
+        status, body = proxy.chat("no-prefix")
+        assert status == 400 and "no healthy deployments" in str(body)
+
+        # the proxy started fine with an unset os.environ/ variable: every request to it fails
+        status, body = proxy.chat("unset-env")
+        assert status == 500 and "api_key" in str(body), (status, body)
+        assert not cloud.requests
+
+        vllm.reset()
+        ollama.reset()
+        for _ in range(16):
+            assert proxy.chat("dup")[0] == 200
+        assert vllm.requests and ollama.requests, "two different models silently load-balanced under one alias"
+
+        ollama.reset()
+        status, body = proxy.chat("ollama-v1")
+        assert status >= 400, body
+        assert all(r["path"] != "/api/chat" for r in ollama.requests)
+
+        vllm.reset()
+        status, body = proxy.chat("vllm-no-v1")
+        assert status >= 400, body
+
+        status, body = proxy.chat("dead")
+        assert status >= 500, "the misspelled 'fallback' key was ignored: no fallback to 'good' (%s)" % body
+
+
+def test_no_master_key_real_proxy_refuses_to_start_and_module_rejects(tmp_path, backends):
+    vllm, _ollama, _cloud = backends
+    config = role_base_config()
+    config["general_settings"] = {k: v for k, v in config["general_settings"].items() if k != "master_key"}
+    config["model_list"] = [{"model_name": "good", "litellm_params": {"model": "hosted_vllm/qwen2.5-7b",
+                                                                      "api_base": vllm.v1}}]
+    with pytest.raises(lc.ConfigError, match="general_settings.master_key is missing"):
+        lc.build(config)
+
+    path = tmp_path / "nokey.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {k: v for k, v in gateway_env().items() if k != "LITELLM_MASTER_KEY"}
+    proxy = LiteLLMProxy(path, env=env)
+    started = time.monotonic()
+    proxy.start(wait=False)
+    try:
+        code = proxy.wait_exited(timeout=60)
+    finally:
+        proxy.stop()
+    assert code not in (None, 0), "LiteLLM kept running without a master key"
+    assert "refused to start: no master key" in proxy.log()
+    assert time.monotonic() - started < 60
