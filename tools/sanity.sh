@@ -20,7 +20,13 @@ import glob, os, sys, ensurepip
 wheel = sorted(glob.glob(os.path.join(os.path.dirname(ensurepip.__file__), "_bundled", "pip-*.whl")))[-1]
 sys.path.insert(0, wheel)
 from pip._internal.cli.main import main  # noqa: E402
-sys.exit(main(["install"] + sys.argv[1:]))
+# get-pip.py's own switches; pip install does not know them.
+args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]
+sys.exit(main(["install"] + args))
 PY
 cd "$coll_dir"
+# The installed copy sits below this checkout, whose .gitignore hides it from ansible-test's
+# file listing: give the copy a repository of its own so every shipped file is a target.
+rm -rf .git
+git init -q . && git add -A && git -c user.name=ci -c user.email=ci@localhost commit -qm tarball
 ansible-test sanity --local --python 3.11 --color no

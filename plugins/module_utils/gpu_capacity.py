@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: ailab.gpu_lab contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """GPU capacity per node: what Kubernetes advertises and has handed out, and what the host sees.
 
 Plain Python, importable without Ansible running. ``collect`` is what the gpu_capacity

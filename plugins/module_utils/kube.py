@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: ailab.gpu_lab contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Shared Kubernetes connection options, client construction and API error wording.
 
 Modules extend ``KUBE_ARG_SPEC`` and document it with the ``ailab.gpu_lab.kubernetes``

@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: ailab.gpu_lab contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import absolute_import, division, print_function
 
@@ -23,7 +23,7 @@ description:
     requirement holds; with O(wait_timeout) it first waits (polling, no fixed sleep) for the requirement to hold.
   - Read-only; never changes anything.
 author:
-  - ailab.gpu_lab contributors
+  - ailab maintainers (@ailab)
 extends_documentation_fragment:
   - ailab.gpu_lab.kubernetes
 attributes:
