@@ -53,6 +53,13 @@ build: setup
 	ansible-galaxy collection build --force --output-path $(BUILD_DIR) .
 	ansible-galaxy collection install --offline --no-deps --force -p $(BUILD_DIR)/collections $(TARBALL)
 	test -f $(BUILD_DIR)/collections/ansible_collections/ailab/gpu_lab/MANIFEST.json
+	# Every shipped playbook resolves by FQCN from the installed tarball (not from the checkout).
+	for pb in $(BUILD_DIR)/collections/ansible_collections/ailab/gpu_lab/playbooks/*.yml; do \
+	  [ -e "$$pb" ] || continue; name=$$(basename "$$pb" .yml); \
+	  ANSIBLE_COLLECTIONS_PATH=$(BUILD_DIR)/collections ansible-playbook -i localhost, --syntax-check "ailab.gpu_lab.$$name" >/dev/null \
+	    || { echo "playbook ailab.gpu_lab.$$name does not load from the installed collection" >&2; exit 1; }; \
+	  echo "ailab.gpu_lab.$$name: loads by FQCN from the installed tarball"; \
+	done
 
 # ansible-test sanity runs inside the installed copy of the built tarball.
 sanity: build
