@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: ailab.gpu_lab contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filter ``ailab.gpu_lab.dotenv_parse``: .env text -> dict, with python-dotenv's parser (docs: dotenv_parse.yml)."""
 
 from __future__ import absolute_import, division, print_function

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: ailab.gpu_lab contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Parse a ``.env`` file with python-dotenv's own parser, validate it, and map its keys to Secrets.
 
 Three layers, all plain Python (no Ansible, no Kubernetes here):
@@ -294,7 +294,7 @@ _ALNUM = string.ascii_letters + string.digits
 
 def generate_token(length=40, prefix=""):
     """A random value from the OS CSPRNG: letters and digits only (safe in URLs, shells and YAML)."""
-    return prefix + "".join(secrets.choice(_ALNUM) for _ in range(length))
+    return prefix + "".join(secrets.choice(_ALNUM) for _index in range(length))
 
 
 GENERATORS = {

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: ailab.gpu_lab contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The logic of the ``lab_secrets`` module: .env + inventory -> Kubernetes Secrets, values never shown.
 
 Order of work, so that a bad input never touches the cluster:

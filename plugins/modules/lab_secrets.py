@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: ailab.gpu_lab contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import absolute_import, division, print_function
 
@@ -11,7 +11,8 @@ DOCUMENTATION = r"""
 module: lab_secrets
 short_description: Create the lab's Kubernetes Secrets from a .env file, validated first, values never shown
 version_added: "0.1.0"
-author: ailab.gpu_lab contributors
+author:
+  - ailab maintainers (@ailab)
 description:
   - Reads the operator's C(.env) file itself (so no secret value ever travels through module arguments,
     Ansible variables or the module's temporary files), parses it with python-dotenv's parser and validates
@@ -180,7 +181,7 @@ namespaces_created:
   type: list
   elements: str
 errors:
-  description: On failure, every problem found (C(file:line: message)).
+  description: On failure, every problem found, as C(file:line) then the message.
   returned: failure
   type: list
   elements: str
