@@ -4,18 +4,22 @@
 """Filters of the provision role: thin wrappers over plugins/module_utils/nixos.py.
 
 Documented beside this file: provision_kubeconfig_rewrite.yml, provision_switch_plan.yml,
-provision_switch_unit.yml.
+provision_switch_unit.yml, provision_nix_string.yml.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # pylint: disable=invalid-name
 
+import json
+
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.ailab.gpu_lab.plugins.module_utils.nixos import (
     ProvisionError,
     kubeconfig_server_url,
+    nix_string,
+    nix_string_list,
     rewrite_kubeconfig,
     switch_unit_name,
     switch_plan,
@@ -37,9 +41,10 @@ def provision_kubeconfig_rewrite(kubeconfig, host, name, port=6443):
         except yaml.YAMLError as exc:
             raise AnsibleFilterError("provision_kubeconfig_rewrite: the k3s kubeconfig is not valid YAML: %s" % exc)
     try:
-        rewritten = rewrite_kubeconfig(dict(kubeconfig) if isinstance(kubeconfig, dict) else kubeconfig,
-                                       kubeconfig_server_url(host, port), name)
-    except ProvisionError as exc:
+        # plain types only: Ansible's tagged strings/containers are not representable by safe_dump
+        plain = json.loads(json.dumps(kubeconfig))
+        rewritten = rewrite_kubeconfig(plain, kubeconfig_server_url(str(host), int(port)), str(name))
+    except (TypeError, ValueError) as exc:
         raise AnsibleFilterError("provision_kubeconfig_rewrite: %s" % exc)
     return yaml.safe_dump(rewritten, default_flow_style=False, sort_keys=True)
 
@@ -59,6 +64,16 @@ def provision_switch_unit(new_system):
     return switch_unit_name(new_system)
 
 
+def provision_nix_string(value):
+    """Quote a value as a Nix string literal (escapes backslash, quote, ${ and control characters)."""
+    try:
+        if isinstance(value, (list, tuple)):
+            return nix_string_list(value)
+        return nix_string(value)
+    except ProvisionError as exc:
+        raise AnsibleFilterError("provision_nix_string: %s" % exc)
+
+
 class FilterModule(object):
     """ailab.gpu_lab provision filters."""
 
@@ -67,4 +82,5 @@ class FilterModule(object):
             "provision_kubeconfig_rewrite": provision_kubeconfig_rewrite,
             "provision_switch_plan": provision_switch_plan,
             "provision_switch_unit": provision_switch_unit,
+            "provision_nix_string": provision_nix_string,
         }

@@ -51,6 +51,29 @@ class ProvisionError(ValueError):
     """Bad input to the provision logic; the message says what and how to fix it."""
 
 
+# ------------------------------------------------------------------------------ Nix text
+
+_NIX_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("${", "\\${"), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
+
+
+def nix_string(value):
+    """A double-quoted Nix string literal holding ``value`` verbatim (no interpolation)."""
+    if isinstance(value, bool) or value is None or isinstance(value, (dict, list)):
+        raise ProvisionError("expected a string for a Nix string literal, got %r" % (value,))
+    text = str(value)
+    for old, new in _NIX_ESCAPES:
+        text = text.replace(old, new)
+    return '"%s"' % text
+
+
+def nix_string_list(values):
+    """``[ "a" "b" ]``: a Nix list of string literals."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise ProvisionError("expected a list of strings for a Nix list, got %r" % (values,))
+    items = [nix_string(value) for value in values]
+    return "[ %s ]" % " ".join(items) if items else "[ ]"
+
+
 # --------------------------------------------------------------------------- kubeconfig
 
 def kubeconfig_server_url(host, port=6443):

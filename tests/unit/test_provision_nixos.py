@@ -279,3 +279,43 @@ def test_switch_refuses_an_incomplete_plan(tmp_path):
     path.write_text(json.dumps({"previous": OLD}))
     assert nixos.main([str(path)]) == 2
     assert nixos.main([]) == 2
+
+
+# ----------------------------------------------------------------------------- Nix text
+
+NIX_STRING_CASES = [
+    ("gpu-box", '"gpu-box"'),
+    ('say "hi"', '"say \\"hi\\""'),
+    ("${builtins.readFile /etc/shadow}", '"\\${builtins.readFile /etc/shadow}"'),
+    ("back\\slash", '"back\\\\slash"'),
+    ("two\nlines\t", '"two\\nlines\\t"'),
+    ("$HOME and $ {x}", '"$HOME and $ {x}"'),
+    (6443, '"6443"'),
+]
+
+
+@pytest.mark.parametrize("value, literal", NIX_STRING_CASES)
+def test_nix_string(value, literal):
+    assert nixos.nix_string(value) == literal
+
+
+def test_nix_string_round_trips_through_the_real_nix_parser(tmp_path):
+    """Each literal is evaluated by the real nix-instantiate and must give the input back."""
+    import subprocess
+
+    for value, _literal in NIX_STRING_CASES:
+        out = subprocess.run(["nix-instantiate", "--eval", "--json", "-E", nixos.nix_string(value)],
+                             capture_output=True, text=True, check=True, timeout=30)
+        assert json.loads(out.stdout) == str(value)
+
+
+def test_nix_string_list_and_filter():
+    assert nixos.nix_string_list(["tailscale0", "flannel.1"]) == '[ "tailscale0" "flannel.1" ]'
+    assert nixos.nix_string_list([]) == "[ ]"
+    assert filters.provision_nix_string(["a"]) == '[ "a" ]'
+    with pytest.raises(AnsibleFilterError):
+        filters.provision_nix_string({"a": 1})
+    with pytest.raises(nixos.ProvisionError):
+        nixos.nix_string(True)
+    with pytest.raises(nixos.ProvisionError):
+        nixos.nix_string_list("abc")
