@@ -86,6 +86,8 @@ def test_vvv_diff_output_and_temp_files_hold_no_secret_value(tmp_path, kube):
                                 "-e", "{\"gpu_lab_models\": []}", extra_env=extra).stdout)
     kept_files = _files_under(*roots)
     assert any(os.path.basename(p).startswith("AnsiballZ_lab_secrets") for p in kept_files)
+    for path in kept_files:  # what Ansible leaves (only because we asked) sits in a directory private to the user
+        assert os.stat(os.path.dirname(path)).st_mode & 0o077 == 0, path
     values = all_secret_values(kube, extra=list(GOOD_ENV.values()) + [changed["OPENAI_API_KEY"]])
     assert len(values) >= 12
     text = "\n".join(outputs)
