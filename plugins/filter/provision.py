@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
-# Copyright: (c) 2026, ailab maintainers
-# Apache License 2.0 (see galaxy.yml)
+# Copyright: ailab.gpu_lab contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters of the provision role: thin wrappers over plugins/module_utils/nixos.py.
 
 Documented beside this file: provision_kubeconfig_rewrite.yml, provision_switch_plan.yml,

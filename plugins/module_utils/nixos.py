@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
-# Copyright: (c) 2026, ailab maintainers
-# Apache License 2.0 (see galaxy.yml)
+# Copyright: ailab.gpu_lab contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """NixOS host logic of the ``provision`` role, as plain Python (standard library only).
 
 Three pieces, each unit-tested directly (tests/unit/test_provision_nixos.py):
