@@ -261,7 +261,7 @@ def run_module(module):
     problems = validate(params)
     if problems:
         module.fail_json(msg="model_pull: invalid arguments for %r: %s" % (params.get("source"), "; ".join(problems)))
-    backend, _ = normalize_backend(params["backend"])
+    backend = normalize_backend(params["backend"])[0]
     if params.get("hf_token"):
         module.no_log_values.add(params["hf_token"])
     if backend == "huggingface":

@@ -13,7 +13,8 @@ import re
 import socket
 import time
 import urllib.error
-import urllib.request
+
+from ansible.module_utils.urls import open_url
 
 # name[:tag], optionally host[:port]/ and namespace/ in front (Ollama's own naming rules,
 # simplified: lowercase namespaces, model part of letters/digits/._-, tag up to 128 chars)
@@ -78,10 +79,10 @@ class OllamaClient(object):
     # ---- plumbing --------------------------------------------------------------------------
     def _request(self, method, path, body=None, timeout=None):
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json", "Accept": "application/json"})
         try:
-            return urllib.request.urlopen(req, timeout=timeout or self.timeout)  # nosec: URL is the user's Ollama
+            return open_url(self.url + path, data=data, method=method, timeout=timeout or self.timeout,
+                            headers={"Content-Type": "application/json", "Accept": "application/json"},
+                            follow_redirects="safe", use_proxy=True)
         except urllib.error.HTTPError as exc:
             raise exc
         except (urllib.error.URLError, ConnectionError, socket.timeout, http.client.HTTPException) as exc:
@@ -216,8 +217,8 @@ class PullProgress(object):
         self.report(self.snapshot())
 
     def snapshot(self):
-        done = sum(c for c, _ in self.layers.values())
-        total = sum(t for _, t in self.layers.values())
+        done = sum(layer[0] for layer in self.layers.values())
+        total = sum(layer[1] for layer in self.layers.values())
         return {"status": self.status, "completed": done, "total": total,
                 "percent": round(100.0 * done / total, 1) if total else None}
 

@@ -14,7 +14,7 @@ description:
   - C(backend=ollama) drives the Ollama HTTP API. C(state=present) reads C(/api/tags) first and pulls only
     when the model is missing; C(state=latest) always pulls and reports C(changed) only if the digest changed;
     C(state=absent) deletes; C(state=unloaded) frees (V)RAM with C(keep_alive=0) (used by the gpu_swap role).
-    Pulls stream C(/api/pull), fail with the server's message when an C({"error": ...}) line arrives (even with
+    Pulls stream C(/api/pull), fail with the server's message when an C(error) line arrives (even with
     HTTP 200), and retry a dropped connection (Ollama resumes partial layers).
   - C(backend=huggingface) (or C(vllm), the catalog's name) downloads a repository snapshot with
     C(huggingface_hub.snapshot_download) into a hub cache directory, the layout vLLM reads with
@@ -27,23 +27,26 @@ description:
   - Runs on the host that should hold the files (the GPU host for Hugging Face snapshots, writing into the
     model volume's host path), or anywhere that reaches the Ollama API for Ollama.
 author:
-  - ailab.gpu_lab contributors
+  - ailab maintainers (@ailab)
 requirements:
   - huggingface_hub (backend huggingface only)
   - model-signing (only with O(verify))
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - Reports what would be pulled, downloaded or deleted. For C(state=latest) on a model already present the
-        result is C(changed=false): Ollama tells whether a newer digest exists only by pulling.
+        result is C(changed=false), since Ollama tells whether a newer digest exists only by pulling.
       - For a Hugging Face revision given as a branch name, check mode asks the endpoint which commit it means
         and lists the files that would be downloaded (metadata requests only).
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details:
       - Ollama, the list of local models before and after; Hugging Face, the snapshot's files before and after.
   async:
+    description: Supports being used with the C(async) keyword; the action plugin itself runs long pulls as async jobs.
     support: full
 options:
   backend:
@@ -102,7 +105,7 @@ options:
     default: 60
   revision:
     description:
-      - Hugging Face git revision. Pin the 40-hex commit sha (the catalog requires it for vLLM): only a pinned,
+      - Hugging Face git revision. Pin the 40-hex commit sha (the catalog requires it for vLLM); only a pinned,
         complete snapshot is recognised without asking the network, and vLLM offline mode resolves it reliably.
         A branch or tag works (default C(main)) but warns.
       - With O(state=absent), the revision to delete (all cached revisions when unset).
@@ -136,7 +139,7 @@ options:
   verify:
     description:
       - Verify the downloaded snapshot against a model-signing signature; the task fails if any file differs,
-        is missing or is extra. Runs on every run (it re-hashes the files: minutes for tens of GB).
+        is missing or is extra. Runs on every run (it re-hashes the files, which takes minutes for tens of GB).
     type: dict
     suboptions:
       method:

@@ -235,7 +235,7 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "info":
             rev, sub = "main", ""
         else:
-            rev, _, sub = remainder.partition("/")
+            rev, _sep, sub = remainder.partition("/")
         sha = repo.resolve(rev)
         if sha is None:
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
@@ -282,7 +282,7 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if repo is None:
             return self._error(404, "RepoNotFound", "Repository not found")
-        rev, _, filename = remainder.partition("/")
+        rev, _sep, filename = remainder.partition("/")
         sha = repo.resolve(rev)
         if sha is None:
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")

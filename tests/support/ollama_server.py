@@ -418,7 +418,7 @@ class _PullError(Exception):
 
 
 def _parse_model(spec: str) -> tuple[str, int]:
-    name, _, size = spec.partition("=")
+    name, _sep, size = spec.partition("=")
     return name, int(size) if size else 2 * 1024 * 1024
 
 
