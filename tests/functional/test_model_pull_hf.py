@@ -6,7 +6,7 @@ import json
 import os
 
 from tests.support.hf_server import tiny_model_files
-from tests.support.model_pull_fixtures import call_module, hf_hub, signed_tiny_repo  # noqa: F401
+from tests.support.model_pull_fixtures import call_module, hf_hub, signed_tiny_repo  # noqa: F401  pylint: disable=unused-import
 
 REPO = "ailab-test/tiny-model"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.support.model_pull_fixtures import call_module, ollama  # noqa: F401  (fixture)
+from tests.support.model_pull_fixtures import call_module, ollama  # noqa: F401  pylint: disable=unused-import
 
 
 def _args(srv, **kw):

@@ -11,7 +11,7 @@ import yaml
 
 from tests.support.ansible_run import REPO, VENV_BIN, ansible_env
 from tests.support.hf_server import tiny_model_files
-from tests.support.model_pull_fixtures import hf_hub, ollama  # noqa: F401  (fixtures)
+from tests.support.model_pull_fixtures import hf_hub, ollama  # noqa: F401  pylint: disable=unused-import
 
 
 def _play(tmp_path, tasks, *flags, timeout=240, env=None):

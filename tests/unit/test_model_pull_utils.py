@@ -63,8 +63,8 @@ def test_validate_collects_every_problem():
     assert "not a valid Ollama model name" in text and "timeout must be a positive" in text
     assert "retries must be 0 or more" in text and "http(s) URL" in text
     assert mp.validate(_params(state="unloaded", source=None)) == []
-    problems = mp.validate(_params(backend="huggingface", source="o/n", verify={"method": "key", "public_key": None,
-                                                                                 "signature": "model.sig"}))
+    key_without_file = {"method": "key", "public_key": None, "signature": "model.sig"}
+    problems = mp.validate(_params(backend="huggingface", source="o/n", verify=key_without_file))
     assert problems == ["verify.public_key is required with verify.method=key"]
     assert "Ollama only" in mp.validate(_params(backend="vllm", source="o/n", state="unloaded"))[0]
     assert "not a valid git revision" in mp.validate(_params(backend="vllm", source="o/n", revision="a b"))[0]
