@@ -225,9 +225,13 @@ class LabSecrets(object):
         specs, layout_errors = self.layout()
         env_file = self.params["env_file"]
         parsed = ds.read_dotenv_file(env_file, interpolate=self.params.get("interpolate", True))
-        # Hide every value of the file before anything can be reported.
-        self._hide(e.value for e in parsed.entries.values())
-        self._hide(e.raw_value for e in parsed.entries.values())
+        # Hide the file's values before anything can be reported: all values of keys that any Secret could use
+        # or that provision reads, and the others unless too short to be a secret (masking "1" everywhere would
+        # garble every line number of the messages).
+        for entry in parsed.entries.values():
+            for value in (entry.value, entry.raw_value):
+                if value and (entry.key in self._sensitive_keys(specs) or len(value) >= 6):
+                    self.module.no_log_values.add(value)
         example = None
         example_errors = []
         if self.params.get("example_file"):
@@ -236,10 +240,20 @@ class LabSecrets(object):
         errors, warnings, values = ds.validate(parsed, specs, example=example)
         problems = list(layout_errors) + [str(e) for e in errors] + ["example file: %s" % e for e in example_errors]
         if problems:
+            for warning in warnings:
+                self.module.warn(str(warning))
             self.module.fail_json(
                 msg="%d problem(s) found; no Secret was touched:\n%s" % (len(problems), "\n".join(problems)),
-                errors=problems, warnings_found=[str(w) for w in warnings], mapping=[s.as_dict() for s in specs])
+                errors=problems)
         return specs, values, warnings
+
+    @staticmethod
+    def _sensitive_keys(specs):
+        keys = set(ds.PROVISION_KEYS) | set(ds.GENERATORS)
+        keys.add("GRAFANA_ADMIN_PASSWORD")
+        for spec in specs:
+            keys.update(k.env for k in spec.keys if k.policy != "literal")
+        return keys
 
     def module_missing(self, lib, exc):
         return "%s is required on the host running this module (the controller): %s" % (lib, exc)

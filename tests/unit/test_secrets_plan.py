@@ -142,3 +142,39 @@ def test_decode_data_handles_binary():
     data = {"a": base64.b64encode(b"text").decode(), "b": base64.b64encode(b"\xff\xfe").decode(), "c": None}
     decoded = ls.decode_data(data)
     assert decoded["a"] == "text" and decoded["c"] == "" and decoded["b"].encode("utf-8", "surrogateescape") == b"\xff\xfe"
+
+
+class _Failed(Exception):
+    pass
+
+
+class _StandInModule(object):
+    """Just what LabSecrets.validate touches: params, no_log_values, warn, fail_json."""
+
+    def __init__(self, **params):
+        self.params = dict({"namespace": "ai-lab", "components": {"litellm": True}, "models": MODELS,
+                            "interpolate": True, "example_file": None}, **params)
+        self.no_log_values = set()
+        self.warnings = []
+        self.failure = None
+
+    def warn(self, text):
+        self.warnings.append(text)
+
+    def fail_json(self, **kwargs):
+        self.failure = kwargs
+        raise _Failed()
+
+
+def test_validate_registers_secret_values_but_not_short_unrelated_ones(tmp_path):
+    env = tmp_path / "lab.env"
+    env.write_text("DEBUG=1\nANTHROPIC_API_KEY=sk-ant-abc123456\nTAILSCALE_AUTH_KEY=tskey-x\nHF_TOKEN=hf\nbad line\n")
+    module = _StandInModule(env_file=str(env))
+    try:
+        ls.LabSecrets(module).validate()
+    except _Failed:
+        pass
+    assert module.failure["errors"] == [
+        "%s:5: cannot parse this line: expected KEY=value (spaces in the key, or a stray word after the key?)" % env]
+    assert module.no_log_values == {"sk-ant-abc123456", "tskey-x", "hf"}
+    assert module.warnings == ["%s:1: DEBUG is not used by any enabled Secret and is ignored" % env]
