@@ -46,9 +46,13 @@ def call_module(args, check=False, diff=False):
     Ansible's own ``patch_module_args`` feeds the arguments, so the argument spec, defaults,
     check mode and no_log filtering are those a playbook run gets.
     """
+    from ansible.module_utils.common import warnings as module_warnings
     from ansible.module_utils.testing import patch_module_args
     from ansible_collections.ailab.gpu_lab.plugins.modules import model_pull
 
+    # a real module runs in a fresh process: start from empty warning/deprecation registries
+    module_warnings._global_warnings.clear()  # pylint: disable=protected-access
+    module_warnings._global_deprecations.clear()  # pylint: disable=protected-access
     full = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
     out = io.StringIO()
     with patch_module_args(full), contextlib.redirect_stdout(out):
