@@ -175,6 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
     backend: OpenAIBackend  # set on the subclass made in start()
     protocol_version = "HTTP/1.1"
     server_version = "openai-backend-test/1"
+    disable_nagle_algorithm = True  # headers and body are separate writes: avoid the 40 ms delayed-ACK stall
 
     def log_message(self, format, *args):  # noqa: A002 - signature from the base class
         return
