@@ -57,7 +57,12 @@ def write_inventory(directory, kubeconfig, env_file, models=None, **hostvars):
     host.update(hostvars)
     path = os.path.join(directory, "inventory.yml")
     with open(path, "w", encoding="utf-8") as handle:
-        yaml.safe_dump({"lab": {"hosts": {"gpu1": host}}}, handle)
+        yaml.safe_dump({"all": {"children": {"gpu_lab": {"hosts": {
+            "gpu1": host,
+            # a k3s agent of the same lab: skipped (its kubeconfig does not even exist)
+            "gpu2": {"ansible_connection": "local", "provision_k3s_role": "agent",
+                     "gpu_lab_kubeconfig": os.path.join(directory, "no-such-kubeconfig")},
+        }}}}}, handle)
     return path
 
 
