@@ -17,7 +17,9 @@ small programs with the same command lines and the same effects on the same kind
                                                 --wait), with -E/--setenv environment.
   <system>/bin/switch-to-configuration switch   point run/current-system at the system and,
                                                 like k3s on first start, write
-                                                etc/rancher/k3s/k3s.yaml (127.0.0.1:6443).
+                                                etc/rancher/k3s/k3s.yaml (127.0.0.1:6443);
+                                                exits 4 for a system built from a flake
+                                                containing FAKE-ACTIVATION-FAILS.
 
 REAL: nix-instantiate, the rendered files, the role's switch script (run under python3).
 
@@ -34,6 +36,9 @@ import subprocess
 import sys
 
 HERE = os.path.abspath(__file__)
+# A flake whose source contains this text builds a system whose activation fails (exit 4),
+# like a switch-to-configuration that could not start a unit.
+FAIL_MARKER = b"FAKE-ACTIVATION-FAILS"
 COMMANDS = ("nixos-rebuild", "nix", "nix-env", "nixos-generate-config", "systemd-run")
 
 HARDWARE_CONFIGURATION = """\
@@ -102,7 +107,7 @@ def _store_item(root, digest, name, filename, content):
     return os.path.join(path, filename) if filename else path
 
 
-def make_system(root, name, key, kernel_key, modules_key):
+def make_system(root, name, key, kernel_key, modules_key, fail_activation=False):
     """Create a fake NixOS system in the fake store; returns its path."""
     system = os.path.join(root, "nix/store", "%s-nixos-system-%s" % (_digest(key), name))
     if os.path.isdir(system):
@@ -119,6 +124,8 @@ def make_system(root, name, key, kernel_key, modules_key):
     _wrapper(os.path.join(system, "sw/bin/nix-env"), root, "nix-env")
     with open(os.path.join(system, "nixos-version"), "w") as handle:
         handle.write("fake\n")
+    if fail_activation:
+        open(os.path.join(system, "fake-activation-fails"), "w").close()
     return system
 
 
@@ -186,7 +193,8 @@ def cmd_nixos_rebuild(root, args):
     kernel = "\n".join(line.strip() for line in hardware.splitlines() if "kernelPackages =" in line) or "default-kernel"
     nvidia = "\n".join(line.strip() for line in hardware.splitlines()
                        if re.search(r"^\s*(open|package) = ", line))
-    system = make_system(root, name, _digest(*parts), kernel, nvidia)
+    fails = any(FAIL_MARKER in part for part in parts if isinstance(part, bytes))
+    system = make_system(root, name, _digest(*parts), kernel, nvidia, fail_activation=fails)
     _ln(system, os.path.join(os.getcwd(), "result"))
     print(system)
     return 0
@@ -271,7 +279,7 @@ def cmd_switch_to_configuration(root, args):
         with open(k3s_yaml, "w") as handle:
             handle.write(K3S_YAML)
         os.chmod(k3s_yaml, 0o600)
-    if os.environ.get("FAKE_ACTIVATION_FAILS"):
+    if os.path.exists(os.path.join(system, "fake-activation-fails")):
         sys.stderr.write("warning: the following units failed: k3s.service\n")
         return 4
     return 0
