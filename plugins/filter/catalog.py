@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
-# Copyright: ailab maintainers
-# Apache License 2.0 (see galaxy.yml)
+# Copyright: ailab.gpu_lab contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters deriving configuration from the model catalog (gpu_lab_models / gpu_lab_routes).
 
 Each filter is documented in the YAML file of the same name beside this plugin, and the

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
-# Copyright: ailab maintainers
-# Apache License 2.0 (see galaxy.yml)
+# Copyright: ailab.gpu_lab contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The model catalog (``gpu_lab_models`` / ``gpu_lab_routes``): schema, validation, derivations.
 
 ONE catalog in the inventory describes every model of the lab; everything else (the LiteLLM

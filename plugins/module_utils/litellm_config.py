@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
-# Copyright: ailab maintainers
-# Apache License 2.0 (see galaxy.yml)
+# Copyright: ailab.gpu_lab contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """LiteLLM proxy config: assemble (structured config + catalog-derived parts), validate, render.
 
 LiteLLM's own config loading is forgiving in dangerous ways (misspelled keys ignored, a model
@@ -176,12 +176,10 @@ def _walk(node, path):
         for key, value in node.items():
             sub = "%s.%s" % (path, key) if path else str(key)
             yield sub, key, value
-            for item in _walk(value, sub):
-                yield item
+            yield from _walk(value, sub)
     elif isinstance(node, list):
         for index, value in enumerate(node):
-            for item in _walk(value, "%s[%d]" % (path, index)):
-                yield item
+            yield from _walk(value, "%s[%d]" % (path, index))
 
 
 def env_references(config):
@@ -280,8 +278,8 @@ def _check_model(index, entry, errors):
         info = {}
     mode = (info or {}).get("mode")
     if mode is not None and mode not in MODEL_MODES:
-        errors.append("%s: model_info.mode '%s' is not a LiteLLM mode%s" % (where, mode,
-                                                                           _catalog.did_you_mean(mode, MODEL_MODES)))
+        errors.append("%s: model_info.mode '%s' is not a LiteLLM mode%s"
+                      % (where, mode, _catalog.did_you_mean(mode, MODEL_MODES)))
     if mode is None and _catalog.looks_like_embedding(name, model.split("/", 1)[1]):
         errors.append("%s: '%s' looks like an embedding model but model_info.mode is not set; add model_info: "
                       "{mode: embedding} (LiteLLM health-checks it as a chat model and reports it unhealthy), or "
@@ -493,7 +491,7 @@ ARGUMENT_SPEC = dict(
     provided_env=dict(type="list", elements="str"),
     allow_duplicate_aliases=dict(type="bool", default=False),
     allow_literal_secrets=dict(type="bool", default=False),
-    allow_unknown_keys=dict(type="list", elements="str", default=[]),
+    allow_unknown_keys=dict(type="list", elements="str", default=[], no_log=False),
     dest=dict(type="path"),
 )
 

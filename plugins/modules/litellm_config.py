@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
-# Copyright: ailab maintainers
-# Apache License 2.0 (see galaxy.yml)
+# Copyright: ailab.gpu_lab contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import absolute_import, division, print_function
 
@@ -26,7 +26,8 @@ description:
     list.
   - Catalog schema - see docs/catalog.md. Catalog models are appended to C(config.model_list); routes to
     C(router_settings.fallbacks), the route C(default) becomes C(router_settings.default_fallbacks).
-author: ailab maintainers
+author:
+  - ailab.gpu_lab contributors (@ailab)
 options:
   config:
     description:
