@@ -8,6 +8,9 @@ for f in molecule/*/molecule.yml; do
   s=$(basename "$(dirname "$f")")
   count=$((count + 1))
   echo "=== molecule test -s $s"
+  # molecule keeps "prepared: true" between runs and would skip prepare (no test servers):
+  # start every scenario from a clean state.
+  molecule reset -s "$s" >/dev/null 2>&1 || true
   if ! molecule test -s "$s"; then failed+=("$s"); fi
 done
 echo "molecule: $((count - ${#failed[@]})) passed, ${#failed[@]} failed"

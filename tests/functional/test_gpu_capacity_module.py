@@ -11,6 +11,7 @@ import os
 import pathlib
 import socket
 import stat
+import threading
 
 import pytest
 import yaml
@@ -68,16 +69,31 @@ def test_pending_pod_is_reported_with_scheduler_reason(kube):
 
 
 def test_terminating_pod_counts_until_deleted_and_wait_timeout_waits_for_it(kube):
-    kube.settings(terminating_seconds=4)
+    kube.settings(terminating_seconds=600)
     kube.load(gpu_deployment("ollama"))
     pod = kube.wait_for(lambda e: running_pods(e, "ollama"))[0]
     kube.delete("Deployment", "ollama", NS)
     kube.wait_for(lambda e: (e.get("Pod", pod["metadata"]["name"], NS) or {}).get("metadata", {}).get("deletionTimestamp"))
     result, _ = capacity(kube, node="gpu-node-1", require_free=1)
     assert result["failed"] is True and "Terminating" in result["msg"] and "Terminating pods still count" in result["msg"]
-    result, _ = capacity(kube, node="gpu-node-1", require_free=1, wait_timeout=30, wait_sleep=1)
+
+    def pod_lists():
+        return sum(1 for method, path in kube.state.request_log if method == "GET" and path.startswith("/api/v1/pods"))
+
+    seen = pod_lists()
+
+    def release_after_first_poll():
+        # Let the pod object go only once the waiting module has seen it Terminating at least once.
+        kube.wait_for(lambda e: pod_lists() > seen, timeout=120)
+        kube.settings(terminating_seconds=0)
+
+    releaser = threading.Thread(target=release_after_first_poll, daemon=True)
+    releaser.start()
+    result, _ = capacity(kube, node="gpu-node-1", require_free=1, wait_timeout=120, wait_sleep=1)
+    releaser.join(timeout=5)
     assert not result.get("failed"), result.get("msg")
     assert result["nodes"][0]["free"] == 1 and result["nodes"][0]["holders"] == []
+    assert pod_lists() >= seen + 2, "the module must have polled again after seeing the Terminating pod"
     assert kube.get("Pod", pod["metadata"]["name"], NS) is None
 
 

@@ -405,6 +405,7 @@ class ClusterState:
         self.behaviours = []
         self.pod_times = {}  # uid -> {"bound": t, "deleted": t}
         self.suffix = itertools.count(1)
+        self.request_log = []  # (method, path with query) of every API request, for "what was called" assertions
 
     # ---- storage -------------------------------------------------------------
     def _next_rv(self):
@@ -901,6 +902,8 @@ class _Handler(BaseHTTPRequestHandler):
             if url.path.startswith("/__emulator__/"):
                 self._send(200, self._control(method, url.path[len("/__emulator__/"):]))
                 return
+            with self.state.lock:
+                self.state.request_log.append((method, self.path))
             if self.headers.get("Authorization") != f"Bearer {self.state.token}":
                 raise ApiError(401, "Unauthorized", "Unauthorized")
             with self.state.lock:
