@@ -94,7 +94,7 @@ LITELLM_SETTINGS_KEYS = (
     "require_auth_for_metrics_endpoint", "return_response_headers", "service_callback", "set_verbose",
     "ssl_verify", "success_callback", "suppress_debug_info", "turn_off_message_logging", "upperbound_key_generate_params",
     "use_aiohttp_transport", "disable_aiohttp_transport", "custom_prometheus_metadata_labels",
-    "prometheus_emit_stream_label", "store_audit_logs",
+    "prometheus_emit_stream_label", "store_audit_logs", "prometheus_exclude_metrics", "prometheus_exclude_labels",
 )
 
 MODEL_ENTRY_KEYS = ("model_name", "litellm_params", "model_info")

@@ -51,6 +51,16 @@ VARIANTS = {
     "message-logging-on": ({"litellm_settings": {"turn_off_message_logging": False}}, {}, []),
     "spend-logs-on": ({"general_settings": {"disable_spend_logs": False, "disable_error_logs": False}}, {}, []),
     "granian": ({}, {}, ["--run_granian"]),
+    "prometheus-exclude": ({"litellm_settings": {"prometheus_exclude_metrics": [
+        "litellm_remaining_api_key_budget_metric", "litellm_api_key_max_budget_metric",
+        "litellm_api_key_budget_remaining_hours_metric", "litellm_remaining_user_budget_metric",
+        "litellm_user_max_budget_metric", "litellm_user_budget_remaining_hours_metric",
+        "litellm_remaining_team_budget_metric", "litellm_team_max_budget_metric",
+        "litellm_team_budget_remaining_hours_metric", "litellm_api_key_rate_limit_allowed_metric",
+        "litellm_api_key_rate_limit_used_metric", "litellm_team_rate_limit_allowed_metric",
+        "litellm_team_rate_limit_used_metric", "litellm_remaining_api_key_requests_for_model",
+        "litellm_remaining_api_key_tokens_for_model", "litellm_remaining_requests_metric",
+        "litellm_remaining_tokens_metric", "litellm_spend_metric"]}}, {}, []),
     "prometheus-trimmed": ({"litellm_settings": {"prometheus_metrics_config": [{"group": "gateway", "metrics": [
         "litellm_proxy_total_requests_metric", "litellm_proxy_failed_requests_metric",
         "litellm_request_total_latency_metric", "litellm_llm_api_latency_metric",
