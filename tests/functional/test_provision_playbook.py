@@ -214,3 +214,13 @@ def test_invalid_inputs_are_refused_before_anything_runs(tmp_path, extra, messag
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_render_only_the_example_lab_from_the_command_line(tmp_path):
+    """inventory/example with -e provision_render_only=true (a string from the CLI): no host contacted."""
+    out_dir = tmp_path / "example"
+    proc = run_playbook("-i", os.path.join(REPO, "inventory", "example"), "-e", "provision_render_only=true",
+                        "-e", "provision_render_dir=%s" % out_dir)
+    assert recap(proc.stdout)["unreachable"] == 0
+    k3s = (out_dir / "hosts" / "gpu-box" / "k3s.nix").read_text()
+    assert '"--tls-san=gpu-box.tail1234.ts.net"' in k3s and '"--disable=servicelb"' in k3s
