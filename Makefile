@@ -71,8 +71,9 @@ pytest: setup
 molecule: setup
 	bash tools/molecule-all.sh
 
+# Gateway overhead: direct vs through the real LiteLLM proxy (prints p50/p95, TTFT; docs/litellm.md).
 bench: setup
-	@echo "benchmarks: see README (Benchmarks)"
+	python -m tests.bench.bench_gateway
 
 clean:
 	rm -rf $(BUILD_DIR) .collections .cache .pytest_cache
