@@ -14,10 +14,11 @@ import sys
 from pathlib import Path
 
 import yaml
+from tests.support.catalog_example import EXAMPLE_CATALOG_PATH
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-EXAMPLE = REPO / "tests" / "unit" / "data" / "litellm_example_catalog.yml"
+EXAMPLE = EXAMPLE_CATALOG_PATH
 
 
 def playbook(tmp_path, body, *extra, check=True):

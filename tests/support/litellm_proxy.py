@@ -28,6 +28,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.support.openai_backend import free_port
+from tests.support.catalog_example import load_example_catalog
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -193,7 +194,7 @@ def role_base_config() -> dict:
 def example_catalog() -> dict:
     import yaml
 
-    return yaml.safe_load((REPO / "tests" / "unit" / "data" / "litellm_example_catalog.yml").read_text())
+    return load_example_catalog()
 
 
 def write_gateway_config(directory, vllm, ollama, cloud=None, models=None, routes=None, provided_env=None,

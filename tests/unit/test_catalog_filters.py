@@ -9,9 +9,10 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.ailab.gpu_lab.plugins.filter.catalog import FilterModule
+from tests.support.catalog_example import load_example_catalog
 
 DATA = Path(__file__).parent / "data"
-EXAMPLE = yaml.safe_load((DATA / "litellm_example_catalog.yml").read_text())
+EXAMPLE = load_example_catalog()
 FILTERS = FilterModule().filters()
 PLUGIN_DIR = Path(__file__).resolve().parents[2] / "plugins" / "filter"
 

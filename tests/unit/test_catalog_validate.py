@@ -8,10 +8,11 @@ import pytest
 import yaml
 
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import catalog
+from tests.support.catalog_example import load_example_catalog
 
 DATA = Path(__file__).parent / "data"
 CASES = yaml.safe_load((DATA / "catalog_cases.yml").read_text())
-EXAMPLE = yaml.safe_load((DATA / "litellm_example_catalog.yml").read_text())
+EXAMPLE = load_example_catalog()
 SHA = "b25037543e9394b818fdfca67ab2a00ecc7dd641"
 
 

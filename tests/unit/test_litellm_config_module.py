@@ -11,8 +11,9 @@ import yaml
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.ailab.gpu_lab.plugins.modules import litellm_config as module
+from tests.support.catalog_example import load_example_catalog
 
-EXAMPLE = yaml.safe_load((Path(__file__).parent / "data" / "litellm_example_catalog.yml").read_text())
+EXAMPLE = load_example_catalog()
 BASE_CONFIG = {"general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
                "litellm_settings": {"callbacks": ["prometheus"]}}
 

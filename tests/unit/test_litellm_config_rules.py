@@ -10,10 +10,11 @@ import pytest
 import yaml
 
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import litellm_config as lc
+from tests.support.catalog_example import load_example_catalog
 
 DATA = Path(__file__).parent / "data"
 CASES = yaml.safe_load((DATA / "litellm_config_cases.yml").read_text())
-EXAMPLE = yaml.safe_load((DATA / "litellm_example_catalog.yml").read_text())
+EXAMPLE = load_example_catalog()
 BASE = {"general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
         "model_list": [{"model_name": "qwen", "litellm_params": {"model": "hosted_vllm/qwen",
                                                                  "api_base": "http://vllm:8000/v1"}}]}
