@@ -36,10 +36,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import signal
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from tests.support.serve import run_in_foreground
 
 LFS_THRESHOLD = 10 * 1024  # files larger than this are "LFS" (real Hub: 10 MB)
 
@@ -348,16 +348,7 @@ def main(argv=None) -> int:
     for repo_id in args.private:
         srv.add_repo(repo_id, [tiny_model_files(0)], private=True)
     srv.start()
-    if args.port_file:
-        with open(args.port_file, "w", encoding="utf-8") as fh:
-            fh.write(str(srv.port))
-    print(f"hf test hub on {srv.url}", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
-    srv.stop()
-    return 0
+    return run_in_foreground(srv, f"hf test hub on {srv.url}", args.port_file)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from tests.support.serve import run_in_foreground
+
 # group, version, plural, kind, namespaced, subresources, short names
 _RESOURCES = [
     ("", "v1", "namespaces", "Namespace", False, ("status",), ("ns",)),
@@ -1208,11 +1210,7 @@ def main(argv=None):
     emu.start(args.port)
     with open(os.path.join(args.dir, "k8s.url"), "w", encoding="utf-8") as handle:
         handle.write(emu.url)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        emu.stop()
+    run_in_foreground(emu, f"kubernetes API emulator on {emu.url}, kubeconfig {emu.kubeconfig}")
 
 
 if __name__ == "__main__":

@@ -42,11 +42,11 @@ import argparse
 import datetime as _dt
 import hashlib
 import json
-import signal
 import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from tests.support.serve import run_in_foreground
 
 DEFAULT_REGISTRY = {
     "tinyllama:1b": 2 * 1024 * 1024,
@@ -441,16 +441,7 @@ def main(argv=None) -> int:
     if args.delay:
         srv.behave(delay=args.delay, times=0)
     srv.start()
-    if args.port_file:
-        with open(args.port_file, "w", encoding="utf-8") as fh:
-            fh.write(str(srv.port))
-    print(f"ollama test server on {srv.url}", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
-    srv.stop()
-    return 0
+    return run_in_foreground(srv, f"ollama test server on {srv.url}", args.port_file)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from tests.support.serve import run_in_foreground
 
 EMBEDDING_DIM = 8
 
@@ -361,12 +362,7 @@ def main() -> None:
     parser.add_argument("--served-model", action="append", default=None)
     args = parser.parse_args()
     backend = OpenAIBackend(name=args.name, port=args.port, served_models=args.served_model).start()
-    print(f"{backend.name} listening on {backend.url}", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        backend.stop()
+    run_in_foreground(backend, f"{backend.name} listening on {backend.url}")
 
 
 if __name__ == "__main__":
