@@ -13,28 +13,9 @@ import yaml
 from ansible.errors import AnsibleFilterError
 from ansible_collections.ailab.gpu_lab.plugins.filter import provision as filters
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import nixos
+from tests.support.provision_fake_host import K3S_YAML
 
-K3S_YAML = """\
-apiVersion: v1
-clusters:
-- cluster:
-    certificate-authority-data: Q0EtREFUQQ==
-    server: https://127.0.0.1:6443
-  name: default
-contexts:
-- context:
-    cluster: default
-    user: default
-  name: default
-current-context: default
-kind: Config
-preferences: {}
-users:
-- name: default
-  user:
-    client-certificate-data: Q0VSVA==
-    client-key-data: S0VZ
-"""
+# K3S_YAML: the kubeconfig k3s writes, exactly as the stand-in host serves it.
 
 
 # ----------------------------------------------------------------------------- kubeconfig
@@ -43,8 +24,8 @@ def test_rewrite_points_at_tailnet_and_renames_everything():
     source = yaml.safe_load(K3S_YAML)
     out = nixos.rewrite_kubeconfig(source, "https://gpu-box.tail1234.ts.net:6443", "gpu-box")
     assert out["clusters"][0]["cluster"]["server"] == "https://gpu-box.tail1234.ts.net:6443"
-    assert out["clusters"][0]["cluster"]["certificate-authority-data"] == "Q0EtREFUQQ=="
-    assert out["users"][0]["user"]["client-key-data"] == "S0VZ"
+    assert out["clusters"][0]["cluster"]["certificate-authority-data"] == "RkFLRS1DQQ=="
+    assert out["users"][0]["user"]["client-key-data"] == "RkFLRS1LRVk="
     assert [out["clusters"][0]["name"], out["users"][0]["name"], out["contexts"][0]["name"]] == ["gpu-box"] * 3
     assert out["contexts"][0]["context"] == {"cluster": "gpu-box", "user": "gpu-box"}
     assert out["current-context"] == "gpu-box"
