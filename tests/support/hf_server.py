@@ -39,7 +39,7 @@ import json
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from tests.support.serve import run_in_foreground
+from tests.support.serve import BackgroundHTTPServer, run_in_foreground
 
 LFS_THRESHOLD = 10 * 1024  # files larger than this are "LFS" (real Hub: 10 MB)
 
@@ -99,7 +99,10 @@ class Repo:
         return None
 
 
-class HFServer:
+class HFServer(BackgroundHTTPServer):
+    handler_base = None  # set below, once _Handler is defined
+    thread_name = "hf-server"
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0, token: str | None = None):
         self.host = host
         self.port = port
@@ -113,38 +116,12 @@ class HFServer:
         # a default tiny repo with two commits: the second changes config.json and the weights
         self.add_repo("ailab-test/tiny-model", [tiny_model_files(0), tiny_model_files(1)])
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     def add_repo(self, repo_id: str, commits: list[dict[str, bytes]], private: bool = False, **kw) -> Repo:
         repo = Repo(repo_id, commits, private=private, **kw)
         self.repos[repo_id] = repo
         return repo
 
-    def start(self) -> "HFServer":
-        server = self
-
-        class Handler(_Handler):
-            srv = server
-
-        self._httpd = ThreadingHTTPServer((self.host, self.port), Handler)
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
-        threading.Thread(target=self._httpd.serve_forever, name="hf-server", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -333,6 +310,9 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         self.wfile.write(part)
         return None
+
+
+HFServer.handler_base = _Handler
 
 
 def main(argv=None) -> int:

@@ -46,7 +46,7 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from tests.support.serve import run_in_foreground
+from tests.support.serve import BackgroundHTTPServer, run_in_foreground
 
 DEFAULT_REGISTRY = {
     "tinyllama:1b": 2 * 1024 * 1024,
@@ -92,8 +92,11 @@ class _Model:
         self.size = sum(sz for sz in sizes)
 
 
-class OllamaServer:
+class OllamaServer(BackgroundHTTPServer):
     """In-process Ollama API server. ``start()`` / ``stop()``, ``url``; state is inspectable."""
+
+    handler_base = None  # set below, once _Handler is defined
+    thread_name = "ollama-server"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, registry: dict | None = None,
                  local: list | None = None, chunk: int = CHUNK):
@@ -113,39 +116,11 @@ class OllamaServer:
         self.unload_delay = 0.0
         self._behaviour: dict = {}
         self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         for name in local or []:
             self.install(name)
 
     # ---- control -------------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
-    def start(self) -> "OllamaServer":
-        server = self
-
-        class Handler(_Handler):
-            srv = server
-
-        self._httpd = ThreadingHTTPServer((self.host, self.port), Handler)
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="ollama-server", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     def behave(self, fail_after: int | None = None, drop_after: int | None = None, delay: float = 0.0,
                stall: float = 0.0, times: int = 1, message: str = "max retries exceeded: unexpected EOF") -> None:
@@ -420,6 +395,9 @@ class _PullError(Exception):
 def _parse_model(spec: str) -> tuple[str, int]:
     name, _sep, size = spec.partition("=")
     return name, int(size) if size else 2 * 1024 * 1024
+
+
+OllamaServer.handler_base = _Handler
 
 
 def main(argv=None) -> int:

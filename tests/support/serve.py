@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from http.server import ThreadingHTTPServer
 
 
 def run_in_foreground(server, banner, port_file=None):
@@ -18,3 +19,43 @@ def run_in_foreground(server, banner, port_file=None):
     stop.wait()
     server.stop()
     return 0
+
+
+class BackgroundHTTPServer:
+    """A ThreadingHTTPServer in a daemon thread, for the in-process test servers.
+
+    Subclasses set ``host``/``port`` in ``__init__`` and name their request handler base in
+    ``handler_base``; each handler instance reaches the server object as ``self.srv``.
+    """
+
+    handler_base = None
+    thread_name = "test-server"
+    _httpd = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self):
+        server = self
+
+        class Handler(self.handler_base):  # pylint: disable=too-few-public-methods
+            srv = server
+
+        self._httpd = ThreadingHTTPServer((self.host, self.port), Handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        threading.Thread(target=self._httpd.serve_forever, name=self.thread_name, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
