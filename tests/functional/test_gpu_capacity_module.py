@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import socket
 import stat
 import threading
 
@@ -18,6 +17,7 @@ import yaml
 
 from tests.support.ansible_run import run_module
 from tests.support.kube_emulator import KubeEmulator, gpu_node
+from tests.support.serve import free_port
 
 NS = "ai-lab"
 SMI_CASES = {c["id"]: c for c in yaml.safe_load((pathlib.Path(__file__).parents[1] / "unit/data/nvidia_smi_cases.yml").read_text())}
@@ -140,9 +140,7 @@ def test_bad_credentials_say_401_and_what_to_do(kube, tmp_path):
 
 
 def test_unreachable_api(kube, tmp_path):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     cfg = yaml.safe_load(pathlib.Path(kube.kubeconfig).read_text())
     cfg["clusters"][0]["cluster"]["server"] = f"http://127.0.0.1:{port}"
     path = tmp_path / "closed"

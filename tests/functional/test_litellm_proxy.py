@@ -18,7 +18,8 @@ import yaml
 
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import litellm_config as lc
 from tests.support.litellm_proxy import (LiteLLMProxy, gateway_env, role_base_config, write_gateway_config)
-from tests.support.openai_backend import OpenAIBackend, free_port
+from tests.support.openai_backend import OpenAIBackend
+from tests.support.serve import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -62,7 +62,6 @@ import itertools
 import json
 import os
 import re
-import socket
 import threading
 import time
 import uuid
@@ -1184,12 +1183,6 @@ class KubeEmulator:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"condition not met within {timeout}s (last value: {value!r})")
             time.sleep(interval)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main(argv=None):

@@ -27,7 +27,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.support.openai_backend import free_port
+from tests.support.serve import free_port
 from tests.support.catalog_example import load_example_catalog
 
 REPO = Path(__file__).resolve().parents[2]

@@ -43,16 +43,9 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from tests.support.serve import run_in_foreground
+from tests.support.serve import free_port, run_in_foreground
 
 EMBEDDING_DIM = 8
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def fake_embedding(text: str) -> list[float]:

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 from http.server import ThreadingHTTPServer
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def run_in_foreground(server, banner, port_file=None):
