@@ -116,29 +116,26 @@ class OllamaClient(object):
         with resp:
             return resp.read().decode("utf-8", "replace").strip()
 
-    def tags(self):
-        """Local models: ``{name: {"digest": ..., "size": ...}}`` (names normalised)."""
-        data = self._json("GET", "/api/tags") or {}
+    def _models(self, path, fields):
+        """``{normalised name: {field: value}}`` from a model listing (/api/tags, /api/ps)."""
+        data = self._json("GET", path) or {}
         out = {}
         for m in data.get("models") or []:
             name = m.get("name") or m.get("model")
             if name:
-                out[normalize(name)] = {"digest": m.get("digest"), "size": m.get("size"),
-                                        "modified_at": m.get("modified_at")}
+                out[normalize(name)] = dict((f, m.get(f)) for f in fields)
         return out
+
+    def tags(self):
+        """Local models: ``{name: {"digest": ..., "size": ...}}`` (names normalised)."""
+        return self._models("/api/tags", ("digest", "size", "modified_at"))
 
     def show(self, name):
         return self._json("POST", "/api/show", {"model": name}, ok_404=True)
 
     def ps(self):
-        data = self._json("GET", "/api/ps") or {}
-        out = {}
-        for m in data.get("models") or []:
-            name = m.get("name") or m.get("model")
-            if name:
-                out[normalize(name)] = {"size_vram": m.get("size_vram"), "size": m.get("size"),
-                                        "expires_at": m.get("expires_at")}
-        return out
+        """Loaded models: ``{name: {"size_vram": ..., "size": ..., "expires_at": ...}}``."""
+        return self._models("/api/ps", ("size_vram", "size", "expires_at"))
 
     # ---- write -----------------------------------------------------------------------------
     def delete(self, name):

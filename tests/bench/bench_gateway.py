@@ -128,13 +128,18 @@ class Client:
         self.conn.close()
 
 
-def sequential(port, path, headers, model, n, warmup):
+def _repeat(port, path, headers, model, n, warmup, call):
+    """One client on one connection: ``warmup`` unmeasured calls, then ``n`` measured ones."""
     client = Client(port, path, headers, model)
     for _ in range(warmup):
-        client.chat()
-    samples = [client.chat() for _ in range(n)]
+        call(client)
+    results = [call(client) for _ in range(n)]
     client.close()
-    return samples
+    return results
+
+
+def sequential(port, path, headers, model, n, warmup):
+    return _repeat(port, path, headers, model, n, warmup, Client.chat)
 
 
 def concurrent(port, path, headers, model, clients, per_client):
@@ -170,11 +175,7 @@ def concurrent(port, path, headers, model, clients, per_client):
 
 
 def streaming(port, path, headers, model, n, warmup):
-    client = Client(port, path, headers, model)
-    for _ in range(warmup):
-        client.stream_ttft()
-    results = [client.stream_ttft() for _ in range(n)]
-    client.close()
+    results = _repeat(port, path, headers, model, n, warmup, Client.stream_ttft)
     return [r[0] for r in results], [r[1] for r in results]
 
 
