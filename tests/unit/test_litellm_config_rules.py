@@ -4,6 +4,7 @@ rendering and the stable checksum. Pure Python, nothing emulated; that these rul
 real misbehaviour of the real proxy is shown in tests/functional/test_litellm_proxy.py."""
 
 import copy
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,11 @@ def test_rule_case(case):
     options = case.get("options") or {}
     if case.get("ok"):
         result = lc.build(config, **options)
-        assert result["checksum"] == lc.checksum(result["content"])
+        expect = case["expect"]
+        assert result["config"] == expect["config"]
+        assert yaml.safe_load(result["content"]) == expect["config"], result["content"]
+        assert (result["models"], result["env"]) == (expect["models"], expect["env"])
+        assert result["checksum"] == hashlib.sha256(result["content"].encode()).hexdigest()
         return
     with pytest.raises(lc.ConfigError) as info:
         lc.build(config, **options)
@@ -91,12 +96,30 @@ def test_rendering_is_canonical_and_checksum_stable():
     assert three["checksum"] != one["checksum"]
 
 
-def test_rendered_config_holds_no_secret_values():
-    result = lc.build({"general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"}},
+def _string_leaves(node, path=""):
+    """{dotted path: value} of every string in a parsed config (the test's own walk, not the module's)."""
+    if isinstance(node, dict):
+        items = ((f"{path}.{key}".lstrip("."), value) for key, value in node.items())
+        return {k: v for sub, value in items for k, v in _string_leaves(value, sub).items()}
+    if isinstance(node, list):
+        return {k: v for i, value in enumerate(node) for k, v in _string_leaves(value, f"{path}[{i}]").items()}
+    return {path: node} if isinstance(node, str) else {}
+
+
+def test_rendered_config_carries_secrets_only_as_env_references():
+    """The example lab's secret-bearing fields, listed by hand: each is rendered as the os.environ/
+    reference (never a resolved value), and nothing else in the text is one."""
+    result = lc.build({"general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY",
+                                            "database_url": "os.environ/DATABASE_URL"}},
                       models=EXAMPLE["gpu_lab_models"])
-    for _path, key, value in lc._walk(result["config"], ""):
-        if lc.SECRET_KEY_RE.search(str(key)):
-            assert value.startswith("os.environ/"), (key, value)
+    leaves = _string_leaves(yaml.safe_load(result["content"]))
+    refs = {path: value for path, value in leaves.items() if value.startswith("os.environ/")}
+    assert refs == {"general_settings.master_key": "os.environ/LITELLM_MASTER_KEY",
+                    "general_settings.database_url": "os.environ/DATABASE_URL",
+                    "model_list[3].litellm_params.api_key": "os.environ/ANTHROPIC_API_KEY"}
+    assert result["content"].count("os.environ/") == 3
+    assert leaves["model_list[3].model_name"] == "cloud-fallback"
+    assert not [p for p in leaves if p.endswith(("api_key", "master_key", "password", "token")) and p not in refs]
 
 
 def test_env_references():
