@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
 import yaml
 
@@ -14,23 +15,67 @@ from tests.support.hf_server import tiny_model_files
 from tests.support.model_pull_fixtures import hf_hub, ollama  # noqa: F401  pylint: disable=unused-import
 
 
-def _play(tmp_path, tasks, *flags, timeout=240, env=None):
+def _write_play(tmp_path, tasks, env=None):
+    """Write a localhost play of ``tasks``; return its path and the environment to run it with."""
     play = [{"hosts": "localhost", "gather_facts": False, "connection": "local",
              "vars": {"ansible_python_interpreter": sys.executable}, "tasks": tasks}]
     path = tmp_path / "play.yml"
     path.write_text(yaml.safe_dump(play, sort_keys=False))
-    env = ansible_env({"ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-                       "ANSIBLE_ASYNC_DIR": str(tmp_path / "async"), **(env or {})})
+    return path, ansible_env({"ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+                              "ANSIBLE_ASYNC_DIR": str(tmp_path / "async"), **(env or {})})
+
+
+def _play(tmp_path, tasks, *flags, timeout=240, env=None):
+    path, env = _write_play(tmp_path, tasks, env)
     proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", "localhost,", str(path), *flags],
                           cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           timeout=timeout, check=False)
     return proc.returncode, proc.stdout
 
 
+class _Playbook:
+    """ansible-playbook running in the background; its output lines collected as they are printed."""
+
+    def __init__(self, tmp_path, tasks):
+        path, env = _write_play(tmp_path, tasks)
+        self.lines, self.ended = [], False
+        self._cond = threading.Condition()
+        self.proc = subprocess.Popen([os.path.join(VENV_BIN, "ansible-playbook"), "-i", "localhost,", str(path)],
+                                     cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self.ended = True
+            self._cond.notify_all()
+
+    def wait_for_lines(self, predicate, count, timeout):
+        """Wait until ``count`` output lines satisfy ``predicate`` (or the run ended); return those lines."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.ended or len([x for x in self.lines if predicate(x)]) >= count,
+                                timeout)
+            return [x for x in self.lines if predicate(x)]
+
+    def finish(self, timeout):
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        with self._cond:
+            self._cond.wait_for(lambda: self.ended, timeout)
+            return rc, "\n".join(self.lines)
+
+
 def test_progress_is_shown_while_a_slow_pull_runs(ollama, tmp_path):  # noqa: F811
+    """The pull pauses at 1 MiB of 2 MiB until the test has seen the progress lines: no race with its speed."""
     ollama.remote.clear()
-    ollama.publish("big:70b", size=2 * 1024 * 1024)   # 32 progress lines of 64 KiB
-    ollama.behave(delay=0.12, times=0)                 # ~4 s: several progress polls
+    ollama.publish("big:70b", size=2 * 1024 * 1024)
+    ollama.behave(hold_at=1024 * 1024)
     task = {"name": "pull a big model", "ailab.gpu_lab.model_pull": {
         "backend": "ollama", "source": "big:70b", "ollama_url": ollama.url, "progress_interval": 1},
         "register": "pulled"}
@@ -40,12 +85,20 @@ def test_progress_is_shown_while_a_slow_pull_runs(ollama, tmp_path):  # noqa: F8
     again = {"name": "second run", "ailab.gpu_lab.model_pull": {
         "backend": "ollama", "source": "big:70b", "ollama_url": ollama.url}, "register": "again"}
     check2 = {"name": "second run unchanged", "ansible.builtin.assert": {"that": ["again is not changed"]}}
-    rc, out = _play(tmp_path, [task, check, again, check2])
+    run = _Playbook(tmp_path, [task, check, again, check2])
+    try:
+        # two progress polls while the pull is paused half-way: the line is printed again and again while it runs
+        halfway = run.wait_for_lines(lambda x: x.startswith("model_pull [localhost] big:70b: pulling ")
+                                     and "1.0 MiB / 2.0 MiB (50.0%)" in x, 2, timeout=180)
+        assert ollama.holding.is_set(), run.lines
+        assert len(halfway) >= 2, run.lines
+        assert not ollama.local, "the pull finished while the server still held it"
+    finally:
+        ollama.release()
+    rc, out = run.finish(timeout=180)
     assert rc == 0, out
-    lines = [line for line in out.splitlines() if line.startswith("model_pull [localhost] big:70b: pulling")]
-    assert lines, out
-    assert any("MiB / 2.0 MiB (" in line and "%)" in line for line in lines), lines
     assert "changed=1" in out
+    assert "big:70b" in ollama.local
     # the async job and its progress file are cleaned up
     assert not [f for f in os.listdir(tmp_path / "async") if not f.startswith(".")], os.listdir(tmp_path / "async")
 

@@ -28,7 +28,9 @@ Switches (``server.behave(...)``, or CLI flags) to exercise the client's failure
 ``fail_after`` (bytes streamed in a pull before an ``{"error": ...}`` line at HTTP 200),
 ``drop_after`` (bytes before the TCP connection is cut mid-stream), ``delay`` (seconds slept
 between stream lines: a slow server), ``stall`` (seconds of silence before the first pull
-line: a hung server), each for the next ``times`` pulls (default 1; 0 = always).
+line: a hung server), ``hold_at`` (bytes of a pull after which it pauses, repeating its last
+progress line every 0.2 s as a waiting download does, until the test calls ``release()``;
+``holding`` is set while it waits), each for the next ``times`` pulls (default 1; 0 = always).
 
 Use in-process::
 
@@ -114,6 +116,8 @@ class OllamaServer(BackgroundHTTPServer):
         self.requests: list[tuple[str, str, dict | None]] = []   # (method, path, body) log
         self.bytes_sent = 0                       # layer bytes streamed (to check resume)
         self.unload_delay = 0.0
+        self.holding = threading.Event()          # a pull reached ``hold_at`` and waits for release()
+        self._released = threading.Event()
         self._behaviour: dict = {}
         self._httpd: ThreadingHTTPServer | None = None
         for name in local or []:
@@ -123,11 +127,22 @@ class OllamaServer(BackgroundHTTPServer):
 
 
     def behave(self, fail_after: int | None = None, drop_after: int | None = None, delay: float = 0.0,
-               stall: float = 0.0, times: int = 1, message: str = "max retries exceeded: unexpected EOF") -> None:
+               stall: float = 0.0, times: int = 1, message: str = "max retries exceeded: unexpected EOF",
+               hold_at: int | None = None) -> None:
         """Set failure switches for the next ``times`` pulls (0 = every pull until ``reset()``)."""
         with self.lock:
             self._behaviour = {"fail_after": fail_after, "drop_after": drop_after, "delay": delay,
-                               "stall": stall, "times": times, "message": message}
+                               "stall": stall, "times": times, "message": message, "hold_at": hold_at}
+            self.holding.clear()
+            self._released.clear()
+
+    def release(self) -> None:
+        """Let a pull paused at ``hold_at`` go on."""
+        self._released.set()
+
+    def stop(self) -> None:
+        self._released.set()   # never leave a handler thread waiting
+        super().stop()
 
     def reset(self) -> None:
         with self.lock:
@@ -377,7 +392,13 @@ class _Handler(BaseHTTPRequestHandler):
                 with srv.lock:
                     srv.partial[digest] = completed
                     srv.bytes_sent += step
-                emit({"status": status, "digest": digest, "total": total, "completed": completed})
+                line = {"status": status, "digest": digest, "total": total, "completed": completed}
+                emit(line)
+                hold_at = behaviour.get("hold_at")
+                if hold_at is not None and sent_this_pull >= hold_at and not srv.holding.is_set():
+                    srv.holding.set()
+                    while not srv._released.wait(0.2):
+                        emit(line)
             with srv.lock:
                 srv.blobs.add(digest)
                 srv.partial.pop(digest, None)
