@@ -1,0 +1,903 @@
+# -*- coding: utf-8 -*-
+# Copyright: ailab.gpu_lab contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The GPU hand-over as a transaction: intent, lock, stop, start, verify, commit, roll back.
+
+Plain Python, importable without Ansible running. The ``gpu_swap`` module calls one step per
+task (``status``, ``begin``, ``stop``, ``start``, ``rollback``, ``recover``); the role runs the
+host-side steps between them (``model_pull state=unloaded``, ``gpu_capacity`` with
+``nvidia-smi``). Everything a later run needs to finish or undo an interrupted swap is in the
+cluster, never in the controller's memory:
+
+* ConfigMap ``gpu-lab-state`` (lab namespace): ``owner`` / ``model`` / ``node`` (the recorded
+  owner, written by deploy when absent and by this module on commit) and, while a swap runs,
+  ``intent_from`` / ``intent_to`` / ``intent_phase`` / ``intent_holder`` / ``intent_started_at``.
+* Lease ``gpu-lab-swap`` (coordination.k8s.io/v1): the lock. Taken with optimistic concurrency
+  (``resourceVersion``), renewed by every step and while waiting, released on commit or rollback.
+  A holder that died is recognised by its lease expiring (``leaseDurationSeconds`` after its
+  last renewal).
+
+The pure functions at the top (targets, readiness, lease expiry, vLLM arguments, recovery
+decision) are unit-tested directly; ``Cluster`` and ``Swap`` are tested against the real
+control plane.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import json
+import os
+import socket
+import time
+import uuid
+
+from ansible_collections.ailab.gpu_lab.plugins.module_utils import catalog as cat
+from ansible_collections.ailab.gpu_lab.plugins.module_utils import gpu_capacity as cap
+from ansible_collections.ailab.gpu_lab.plugins.module_utils import kube
+
+try:
+    from kubernetes import client as k8s_client
+    from kubernetes.client.rest import ApiException
+    from urllib3.exceptions import HTTPError as Urllib3HTTPError
+except ImportError:  # pragma: no cover - the module reports the missing library
+    k8s_client = None
+    ApiException = kube.ApiException
+    Urllib3HTTPError = kube.Urllib3HTTPError
+
+STATE_CONFIGMAP = "gpu-lab-state"
+LEASE_NAME = "gpu-lab-swap"
+BACKENDS = ("ollama", "vllm")
+OWNERS = BACKENDS + ("none",)
+INTENT_KEYS = ("intent_from", "intent_to", "intent_phase", "intent_holder", "intent_started_at")
+# Phases recorded in intent_phase, in order. Only "committing" (target verified, only the record
+# left to write) is completed by a recovering run; every earlier phase is rolled back.
+PHASES = ("begun", "stopping", "stopped", "starting", "verifying", "committing", "rolling_back")
+MODEL_ANNOTATION = "ailab.gpu_lab/model"
+_TRANSIENT = (0, 429, 500, 502, 503, 504)
+
+
+class SwapError(Exception):
+    """A failure worded for the operator. ``report`` carries what was done so far."""
+
+    def __init__(self, message, report=None):
+        super(SwapError, self).__init__(message)
+        self.report = report or {}
+
+
+# ---------------------------------------------------------------- targets
+def target_name(target):
+    """``{"owner": "vllm", "model": "qwen2.5-7b"}`` -> ``"vllm:qwen2.5-7b"``; ollama/none as is."""
+    if target["owner"] == "vllm" and target.get("model"):
+        return "vllm:%s" % target["model"]
+    return target["owner"]
+
+
+def owner_of(data):
+    """The recorded owner of ConfigMap data (``None`` when nothing is recorded)."""
+    data = data or {}
+    owner = data.get("owner")
+    if owner in (None, ""):
+        return None
+    return {"owner": owner, "model": (data.get("model") or "") if owner == "vllm" else ""}
+
+
+def parse_target(text, models, current=None, default_vllm_model=None):
+    """Validate ``-e gpu_owner=...`` against the catalog; return ``{"owner", "model"}``.
+
+    ``vllm`` alone keeps the model vLLM serves now, else ``default_vllm_model``, else the first
+    vllm entry of the catalog. Raises ``SwapError`` listing the valid targets.
+    """
+    try:
+        entries = cat.validate_catalog(models or [])
+    except cat.CatalogError as exc:
+        raise SwapError("the catalog is invalid, so no swap target can be checked: %s" % exc)
+    vllm_models = [m["name"] for m in entries if m["backend"] == "vllm"]
+    valid = ["status", "none", "ollama"] + (["vllm"] if vllm_models else []) + ["vllm:%s" % n for n in vllm_models]
+    text = (text or "").strip()
+    owner, _, model = text.partition(":")
+    if owner not in OWNERS or (model and owner != "vllm") or (text.endswith(":") and not model):
+        raise SwapError("gpu_owner=%r is not a swap target%s. Valid targets: %s"
+                        % (text, cat.did_you_mean(text, valid), ", ".join(valid)))
+    if owner == "ollama" and not any(m["backend"] == "ollama" for m in entries):
+        raise SwapError("gpu_owner=ollama: the catalog (gpu_lab_models) has no backend: ollama model, so Ollama "
+                        "would serve nothing. Valid targets: %s" % ", ".join(valid))
+    if owner != "vllm":
+        return {"owner": owner, "model": ""}
+    if not vllm_models:
+        raise SwapError("gpu_owner=%s: the catalog (gpu_lab_models) has no backend: vllm model. Valid targets: %s"
+                        % (text, ", ".join(valid)))
+    if not model:
+        if current and current.get("owner") == "vllm" and current.get("model") in vllm_models:
+            model = current["model"]
+        elif default_vllm_model:
+            model = default_vllm_model
+        else:
+            model = vllm_models[0]
+    if model not in vllm_models:
+        other = [m for m in entries if m["name"] == model]
+        why = (" ('%s' is a %s model: for Ollama models swap to ollama)" % (model, other[0]["backend"])) if other else ""
+        raise SwapError("gpu_owner=vllm:%s: '%s' is not a vllm model of the catalog%s%s. Valid targets: %s"
+                        % (model, model, why, cat.did_you_mean(model, vllm_models), ", ".join(valid)))
+    return {"owner": "vllm", "model": model}
+
+
+def probe_alias(models, target, override=None):
+    """The catalog alias the gateway check sends to the target (``None`` for ``none``)."""
+    if target["owner"] == "none":
+        return None
+    if target["owner"] == "vllm":
+        return target["model"]
+    if override:
+        return override
+    chat = [m["name"] for m in cat.validate_catalog(models) if m["backend"] == "ollama" and m["mode"] == "chat"]
+    return chat[0] if chat else None
+
+
+def choose_node(explicit, catalog_node, recorded, gpu_nodes):
+    """The node the swap hands the GPU on: explicit > the catalog entry's node > recorded > the only GPU node."""
+    for value in (explicit, catalog_node, recorded):
+        if value:
+            if gpu_nodes and value not in gpu_nodes:
+                raise SwapError("node %r does not advertise a GPU; GPU nodes: %s. Set gpu_swap_node (or the catalog "
+                                "entry's node) to one of them." % (value, ", ".join(gpu_nodes)))
+            return value
+    if len(gpu_nodes) == 1:
+        return gpu_nodes[0]
+    if not gpu_nodes:
+        raise SwapError("no node advertises a GPU: the NVIDIA device plugin is not running (see gpu_capacity).")
+    raise SwapError("several nodes have a GPU (%s) and none is recorded: set gpu_swap_node (or the catalog entry's "
+                    "node)." % ", ".join(gpu_nodes))
+
+
+# ---------------------------------------------------------------- conditions (pure)
+def _pod_ready(pod):
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def describe_pods(pods):
+    """One line per pod: name, phase, Terminating, Ready, the scheduler's or kubelet's reason."""
+    if not pods:
+        return "no pods"
+    parts = []
+    for pod in pods:
+        meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+        state = "Terminating" if meta.get("deletionTimestamp") else status.get("phase", "Pending")
+        reasons = ["%s=%s%s" % (c.get("type"), c.get("status"), " (%s: %s)" % (c.get("reason"), c.get("message"))
+                                if c.get("reason") else "")
+                   for c in status.get("conditions") or [] if c.get("status") != "True"]
+        for cs in status.get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting")
+            if waiting:
+                reasons.append("container %s waiting: %s" % (cs.get("name"), waiting.get("reason")))
+        parts.append("%s %s%s" % (meta.get("name"), state, ", " + "; ".join(reasons) if reasons else ""))
+    return "; ".join(parts)
+
+
+def deployment_ready(dep, pods):
+    """True when the Deployment has observed its spec and one Ready pod of it exists, none Terminating."""
+    meta, spec, status = dep.get("metadata") or {}, dep.get("spec") or {}, dep.get("status") or {}
+    if (status.get("observedGeneration") or 0) < (meta.get("generation") or 0):
+        return False
+    want = spec.get("replicas", 1)
+    live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+    ready = [p for p in live if _pod_ready(p)]
+    return (status.get("readyReplicas") or 0) >= want and (status.get("updatedReplicas") or 0) >= want \
+        and len(ready) >= want and len(live) == len(pods)
+
+
+def parse_time(text):
+    """RFC 3339 (``2026-12-01T11:09:04.123456Z``) -> seconds since the epoch."""
+    if not text:
+        return None
+    text = text.rstrip("Z").split("+")[0]
+    fmt = "%Y-%m-%dT%H:%M:%S.%f" if "." in text else "%Y-%m-%dT%H:%M:%S"
+    stamp = datetime.datetime.strptime(text, fmt)
+    return (stamp - datetime.datetime(1970, 1, 1)).total_seconds()
+
+
+def micro_time(epoch):
+    """Seconds since the epoch -> the Lease's MicroTime format."""
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def lease_state(lease, now):
+    """``{"holder", "expires_in", "free"}`` for a Lease object (or ``None``) at wall time ``now``."""
+    spec = (lease or {}).get("spec") or {}
+    holder = spec.get("holderIdentity") or ""
+    if not holder:
+        return {"holder": "", "expires_in": 0.0, "free": True}
+    renewed = parse_time(spec.get("renewTime") or spec.get("acquireTime")) or 0.0
+    expires_in = renewed + float(spec.get("leaseDurationSeconds") or 0) - now
+    return {"holder": holder, "expires_in": round(expires_in, 1), "free": expires_in <= 0,
+            "renewed_at": spec.get("renewTime")}
+
+
+def replace_vllm_args(current, old_derived, new_derived):
+    """The vLLM container's args with the catalog-derived part swapped for the new model's.
+
+    The role that deploys vLLM may add arguments of its own (``--download-dir``, ``--port``, ...)
+    around the catalog's; those are kept. When the old model's arguments are not found (first
+    start, edited by hand), the catalog's come first and the other arguments follow.
+    """
+    current = list(current or [])
+    n = len(old_derived or [])
+    if n:
+        for i in range(len(current) - n + 1):
+            if current[i:i + n] == list(old_derived):
+                return current[:i] + list(new_derived) + current[i + n:]
+    derived_flags = set(a for a in list(old_derived or []) + list(new_derived) if a.startswith("--"))
+    rest, skip = [], False
+    for arg in current:
+        if arg.startswith("--"):
+            skip = arg.split("=", 1)[0] in derived_flags
+        if not skip:
+            rest.append(arg)
+    return list(new_derived) + rest
+
+
+def recovery_action(data):
+    """What a later run does with a recorded intent: ``None`` (none), ``"complete"`` or ``"rollback"``."""
+    phase = (data or {}).get("intent_phase")
+    if not phase:
+        return None
+    return "complete" if phase == "committing" else "rollback"
+
+
+def parse_owner_text(text):
+    """``"vllm:qwen2.5-7b"`` (as stored in intent_from/intent_to) -> ``{"owner", "model"}``."""
+    owner, _, model = (text or "none").partition(":")
+    return {"owner": owner if owner in OWNERS else "none", "model": model if owner == "vllm" else ""}
+
+
+def phase_line(entry):
+    """``"wait for Ready: 5.21 s (5.02 s waiting)"`` for the role's report."""
+    line = "%s: %.2f s" % (entry["name"], entry["seconds"])
+    if entry.get("waited"):
+        line += " (%.2f s waiting)" % entry["waited"]
+    if entry.get("answer"):
+        line += "; answer: %s" % str(entry["answer"])[:80]
+    return line
+
+
+def holder_identity():
+    return "%s/%d/%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
+
+
+# ---------------------------------------------------------------- cluster access
+class Cluster(object):
+    """Reads and writes of the swap, with transient API errors retried for ``retry_timeout`` seconds.
+
+    A restarted or briefly unreachable API server (connection refused, 5xx, 429) is waited
+    for; anything else (403, 404, 409, 422: an admission policy, a missing object, a conflict)
+    is raised at once as ``SwapError`` with a sentence naming the object.
+    """
+
+    def __init__(self, api_client, namespace, retry_timeout=30.0, clock=time.monotonic, sleep=time.sleep):
+        self.client = api_client
+        self.host = api_client.configuration.host
+        self.namespace = namespace
+        self.retry_timeout = retry_timeout
+        self.clock = clock
+        self.sleep = sleep
+        self.api_retries = 0
+
+    def call(self, api, method, action, missing_ok=False, conflict_ok=False, content_type=None, **kwargs):
+        deadline = self.clock() + self.retry_timeout
+        delay = 0.2
+        if content_type:
+            kwargs["_content_type"] = content_type
+        while True:
+            try:
+                resp = getattr(getattr(k8s_client, api)(self.client), method)(
+                    _preload_content=False, _request_timeout=15, **kwargs)
+                return json.loads(resp.data or b"{}")
+            except ApiException as exc:
+                status = getattr(exc, "status", None) or 0
+                if status == 404 and missing_ok:
+                    return None
+                if status == 409 and conflict_ok:
+                    return "conflict"
+                if status not in _TRANSIENT or self.clock() >= deadline:
+                    raise SwapError(kube.describe_api_error(exc, self.host, action))
+            except (Urllib3HTTPError, OSError) as exc:
+                if self.clock() >= deadline:
+                    raise SwapError(kube.describe_api_error(exc, self.host, action)
+                                    + " (retried for %ss)" % self.retry_timeout)
+            self.api_retries += 1
+            self.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    # -- the state ConfigMap
+    def state(self):
+        cm = self.call("CoreV1Api", "read_namespaced_config_map", "read ConfigMap %s/%s" % (self.namespace, STATE_CONFIGMAP),
+                       missing_ok=True, name=STATE_CONFIGMAP, namespace=self.namespace)
+        return (cm or {}).get("data") or {}, cm is not None
+
+    def write_state(self, changes, exists=True):
+        """Merge ``changes`` into the ConfigMap's data (a value of ``None`` removes the key)."""
+        action = "write ConfigMap %s/%s" % (self.namespace, STATE_CONFIGMAP)
+        if not exists:
+            body = {"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": STATE_CONFIGMAP, "namespace": self.namespace,
+                                 "labels": {"app.kubernetes.io/part-of": "ai-lab",
+                                            "app.kubernetes.io/managed-by": "ailab.gpu_lab"}},
+                    "data": dict((k, v) for k, v in changes.items() if v is not None)}
+            created = self.call("CoreV1Api", "create_namespaced_config_map", action, conflict_ok=True,
+                                namespace=self.namespace, body=body)
+            if created != "conflict":
+                return
+        self.call("CoreV1Api", "patch_namespaced_config_map", action, content_type="application/merge-patch+json",
+                  name=STATE_CONFIGMAP, namespace=self.namespace, body={"data": changes})
+
+    # -- the Lease
+    def lease(self):
+        return self.call("CoordinationV1Api", "read_namespaced_lease", "read Lease %s/%s" % (self.namespace, LEASE_NAME),
+                         missing_ok=True, name=LEASE_NAME, namespace=self.namespace)
+
+    def take_lease(self, lease, holder, duration, now):
+        """Create or replace the Lease for ``holder``; False when another writer won the race (409)."""
+        action = "take Lease %s/%s" % (self.namespace, LEASE_NAME)
+        stamp = micro_time(now)
+        spec = {"holderIdentity": holder, "leaseDurationSeconds": int(duration), "renewTime": stamp}
+        if lease is None:
+            spec["acquireTime"] = stamp
+            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                    "metadata": {"name": LEASE_NAME, "namespace": self.namespace,
+                                 "labels": {"app.kubernetes.io/part-of": "ai-lab"}}, "spec": spec}
+            result = self.call("CoordinationV1Api", "create_namespaced_lease", action, conflict_ok=True,
+                               namespace=self.namespace, body=body)
+            return result != "conflict"
+        old = lease.get("spec") or {}
+        if old.get("holderIdentity") != holder:
+            spec["acquireTime"] = stamp
+            spec["leaseTransitions"] = int(old.get("leaseTransitions") or 0) + 1
+        body = dict(lease)
+        body["spec"] = dict(old, **spec)
+        result = self.call("CoordinationV1Api", "replace_namespaced_lease", action, conflict_ok=True,
+                           name=LEASE_NAME, namespace=self.namespace, body=body)
+        return result != "conflict"
+
+    def release_lease(self, holder):
+        lease = self.lease()
+        if lease is None or (lease.get("spec") or {}).get("holderIdentity") != holder:
+            return
+        body = dict(lease)
+        body["spec"] = dict(lease.get("spec") or {}, holderIdentity=None)
+        self.call("CoordinationV1Api", "replace_namespaced_lease", "release Lease %s/%s" % (self.namespace, LEASE_NAME),
+                  conflict_ok=True, name=LEASE_NAME, namespace=self.namespace, body=body)
+
+    # -- workloads
+    def deployment(self, name, missing_ok=False):
+        return self.call("AppsV1Api", "read_namespaced_deployment", "read Deployment %s/%s" % (self.namespace, name),
+                         missing_ok=missing_ok, name=name, namespace=self.namespace)
+
+    def pods(self, dep):
+        labels = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        selector = ",".join("%s=%s" % kv for kv in sorted(labels.items()))
+        return self.call("CoreV1Api", "list_namespaced_pod", "list pods of %s/%s" % (self.namespace, dep["metadata"]["name"]),
+                         namespace=self.namespace, label_selector=selector)["items"]
+
+    def scale(self, name, replicas):
+        self.call("AppsV1Api", "patch_namespaced_deployment_scale", "scale Deployment %s/%s to %d" % (self.namespace, name, replicas),
+                  content_type="application/merge-patch+json", name=name, namespace=self.namespace,
+                  body={"spec": {"replicas": replicas}})
+
+    def patch_deployment(self, name, body, what):
+        self.call("AppsV1Api", "patch_namespaced_deployment", "%s of Deployment %s/%s" % (what, self.namespace, name),
+                  content_type="application/strategic-merge-patch+json", name=name, namespace=self.namespace, body=body)
+
+    def kube_list(self, api, method, action, **kwargs):
+        """gpu_capacity's listing callback, with the same retries."""
+        return self.call(api, method, action, **kwargs)
+
+    def secret_value(self, name, key):
+        secret = self.call("CoreV1Api", "read_namespaced_secret", "read Secret %s/%s" % (self.namespace, name),
+                           missing_ok=True, name=name, namespace=self.namespace)
+        import base64
+        value = ((secret or {}).get("data") or {}).get(key)
+        return base64.b64decode(value).decode("utf-8") if value else None
+
+
+# ---------------------------------------------------------------- the transaction
+class Swap(object):
+    """One step of a swap (the module runs one per task). ``params`` are the module's options."""
+
+    def __init__(self, cluster, params, check_mode=False, clock=time.monotonic, wall=time.time, sleep=time.sleep,
+                 http=None):
+        self.k = cluster
+        self.p = params
+        self.check_mode = check_mode
+        self.clock = clock
+        self.wall = wall
+        self.sleep = sleep
+        self.http = http
+        self.models = params.get("models") or []
+        self.deployments = {"ollama": params.get("ollama_deployment") or "ollama",
+                            "vllm": params.get("vllm_deployment") or "vllm"}
+        self.holder = params.get("holder") or None
+        self.phases = []
+        self.notes = []
+        self._last_renew = None
+        self._state_exists = True
+
+    # -- bookkeeping
+    def phase(self, name, started, waited=0.0, **extra):
+        entry = {"name": name, "seconds": round(self.clock() - started, 3), "waited": round(waited, 3)}
+        entry.update(extra)
+        entry["line"] = phase_line(entry)
+        self.phases.append(entry)
+        return entry
+
+    def report(self, **extra):
+        data, _ = self.k.state()
+        out = {"phases": self.phases, "notes": self.notes, "holder": self.holder, "finished_at": self.wall(),
+               "state": dict((k, v) for k, v in data.items()), "api_retries": self.k.api_retries}
+        out.update(extra)
+        return out
+
+    def record(self, changes):
+        if not self.check_mode:
+            self.k.write_state(changes, exists=self._state_exists)
+            self._state_exists = True
+
+    def set_phase(self, phase):
+        self.record({"intent_phase": phase})
+
+    # -- the lock
+    def lock(self, timeout):
+        """Take the Lease; wait (up to ``timeout``) while another live holder has it."""
+        started = self.clock()
+        deadline = started + timeout
+        self.holder = self.holder or holder_identity()
+        duration = self.p.get("lease_duration") or 120
+        while True:
+            lease = self.k.lease()
+            state = lease_state(lease, self.wall())
+            if state["free"] or state["holder"] == self.holder:
+                if self.check_mode or self.k.take_lease(lease, self.holder, duration, self.wall()):
+                    self._last_renew = self.clock()
+                    return self.clock() - started
+                continue  # lost a race: read again
+            if self.clock() >= deadline:
+                raise SwapError("another gpu_swap holds the lock (Lease %s/%s, holder %s, renewed at %s, expires in %ss): "
+                                "two swaps never run at once. Wait for it to finish, or if that run died, for the lease to "
+                                "expire (or raise gpu_swap_lock_timeout)." % (self.k.namespace, LEASE_NAME, state["holder"],
+                                                                              state.get("renewed_at"), state["expires_in"]))
+            self.sleep(min(self.p.get("poll_interval") or 0.5, max(0.05, state["expires_in"])))
+
+    def renew(self, force=False):
+        """Renew our Lease (every third of its duration while waiting); fail if someone else has it now."""
+        if self.check_mode or not self.holder:
+            return
+        duration = self.p.get("lease_duration") or 120
+        if not force and self._last_renew is not None and self.clock() - self._last_renew < duration / 3.0:
+            return
+        lease = self.k.lease()
+        state = lease_state(lease, self.wall())
+        if state["holder"] and state["holder"] != self.holder:
+            raise SwapError("the swap lock (Lease %s/%s) is now held by %s, not by this run (%s): this run was too slow to "
+                            "renew it (raise gpu_swap_lease_duration). Stopping without further changes; the other run "
+                            "owns the swap now." % (self.k.namespace, LEASE_NAME, state["holder"], self.holder))
+        if not self.k.take_lease(lease, self.holder, duration, self.wall()):
+            return self.renew(force=True)
+        self._last_renew = self.clock()
+
+    def unlock(self):
+        if not self.check_mode and self.holder:
+            self.k.release_lease(self.holder)
+
+    # -- waits
+    def wait(self, condition, timeout, describe):
+        """Poll ``condition()`` (renewing the lock) until true; ``SwapError(describe())`` after ``timeout`` s."""
+        started = self.clock()
+        deadline = started + timeout
+        interval = self.p.get("poll_interval") or 0.5
+        while True:
+            if condition():
+                return self.clock() - started
+            if self.clock() >= deadline:
+                raise SwapError("timed out after %ss: %s" % (timeout, describe()))
+            self.renew()
+            self.sleep(interval)
+
+    def wait_stopped(self, owner, node):
+        """Wait until the owner's pods are DELETED (not Terminating) and the node's GPU is free."""
+        name = self.deployments[owner]
+        dep = self.k.deployment(name, missing_ok=True)
+        waited = 0.0
+        if dep is not None:
+            pods = []
+
+            def gone():
+                pods[:] = self.k.pods(dep)
+                return not pods
+            waited += self.wait(gone, self.p.get("delete_timeout") or 180,
+                                lambda: "pods of Deployment %s/%s still exist: %s (a Terminating pod holds its GPU until "
+                                        "the pod object is gone; raise gpu_swap_delete_timeout if they take longer)"
+                                        % (self.k.namespace, name, describe_pods(pods)))
+        return waited
+
+    def wait_gpu_free(self, node):
+        params = {"sources": ["kubernetes"], "resource_name": self.p.get("resource_name") or cap.DEFAULT_RESOURCE,
+                  "node": node, "require_free": 1}
+        failure = []
+
+        def free():
+            _, problem = cap.collect(params, kube_list=self.k.kube_list)
+            failure[:] = [problem] if problem else []
+            return not problem
+        return self.wait(free, self.p.get("delete_timeout") or 180, lambda: failure[0] if failure else "GPU not free")
+
+    def wait_ready(self, owner):
+        name = self.deployments[owner]
+        seen = {"dep": None, "pods": []}
+
+        def ready():
+            seen["dep"] = self.k.deployment(name)
+            seen["pods"] = self.k.pods(seen["dep"])
+            return deployment_ready(seen["dep"], seen["pods"])
+        return self.wait(ready, self.p.get("ready_timeout") or 600,
+                         lambda: "Deployment %s/%s has no Ready pod: %s (raise gpu_swap_ready_timeout if the model only "
+                                 "needs longer to load)" % (self.k.namespace, name, describe_pods(seen["pods"])))
+
+    # -- reading the world
+    def gpu_nodes(self):
+        nodes = self.k.call("CoreV1Api", "list_node", "list nodes")["items"]
+        resource = self.p.get("resource_name") or cap.DEFAULT_RESOURCE
+        return sorted(n["metadata"]["name"] for n in nodes if resource in ((n.get("status") or {}).get("allocatable") or {}))
+
+    def current(self):
+        """The recorded owner, else what runs (a Deployment with replicas > 0), else none."""
+        data, exists = self.k.state()
+        self._state_exists = exists
+        recorded = owner_of(data)
+        if recorded:
+            return recorded, data
+        running = []
+        for owner in BACKENDS:
+            dep = self.k.deployment(self.deployments[owner], missing_ok=True)
+            if dep and (dep.get("spec") or {}).get("replicas", 1) > 0:
+                model = ((dep.get("metadata") or {}).get("annotations") or {}).get(MODEL_ANNOTATION, "")
+                running.append({"owner": owner, "model": model if owner == "vllm" else ""})
+        if len(running) > 1:
+            self.notes.append("no owner recorded and both GPU backends have replicas > 0; treating the first as the owner")
+        return (running[0] if running else {"owner": "none", "model": ""}), data
+
+    def catalog_node(self, target):
+        if target["owner"] == "none":
+            return None
+        entries = cat.validate_catalog(self.models)
+        if target["owner"] == "vllm":
+            nodes = [m.get("node") for m in entries if m["name"] == target["model"]]
+        else:
+            nodes = sorted(set(m.get("node") for m in entries if m["backend"] == "ollama" and m.get("node")))
+            nodes = nodes if len(nodes) == 1 else [None]
+        return nodes[0] if nodes else None
+
+    def status(self):
+        current, data = self.current()
+        lease = self.k.lease()
+        backends = {}
+        for owner in BACKENDS:
+            dep = self.k.deployment(self.deployments[owner], missing_ok=True)
+            if dep is None:
+                backends[owner] = {"deployment": self.deployments[owner], "exists": False}
+                continue
+            pods = self.k.pods(dep)
+            backends[owner] = {"deployment": self.deployments[owner], "exists": True,
+                               "replicas": (dep.get("spec") or {}).get("replicas", 1),
+                               "ready": deployment_ready(dep, pods) if pods else False,
+                               "strategy": ((dep.get("spec") or {}).get("strategy") or {}).get("type", "RollingUpdate"),
+                               "pods": describe_pods(pods),
+                               "model": ((dep.get("metadata") or {}).get("annotations") or {}).get(MODEL_ANNOTATION, "")}
+        intent = dict((k, data[k]) for k in INTENT_KEYS if data.get(k))
+        return {"owner": target_name(current), "current": current, "node": data.get("node", ""), "intent": intent,
+                "recovery": recovery_action(data), "lock": lease_state(lease, self.wall()), "backends": backends}
+
+    # -- the vLLM model
+    def derived_args(self, model):
+        return cat.vllm_args(self.models, model) if model else []
+
+    def args_in_use(self, args):
+        """The catalog-derived arguments of whichever catalog model ``args`` contain (``[]`` if none)."""
+        for entry in cat.models_by_backend(self.models, "vllm"):
+            derived = self.derived_args(entry["name"])
+            n = len(derived)
+            if any(args[i:i + n] == derived for i in range(len(args) - n + 1)):
+                return derived
+        return []
+
+    def set_vllm_model(self, new_model, node, multi_node):
+        """Point the (scaled-down) vLLM Deployment at ``new_model``: args and served name from the catalog."""
+        name = self.deployments["vllm"]
+        dep = self.k.deployment(name)
+        containers = (((dep.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
+        wanted = self.p.get("vllm_container") or "vllm"
+        match = [c for c in containers if c.get("name") == wanted] or containers[:1]
+        if not match:
+            raise SwapError("Deployment %s/%s has no containers" % (self.k.namespace, name))
+        container = match[0]
+        old_args = container.get("args") or []
+        new_args = replace_vllm_args(old_args, self.args_in_use(old_args), self.derived_args(new_model))
+        annotations = (dep.get("metadata") or {}).get("annotations") or {}
+        selector = (((dep.get("spec") or {}).get("template") or {}).get("spec") or {}).get("nodeSelector") or {}
+        pin = multi_node and selector.get("kubernetes.io/hostname") != node
+        if new_args == old_args and annotations.get(MODEL_ANNOTATION) == new_model and not pin:
+            return False
+        body = {"metadata": {"annotations": {MODEL_ANNOTATION: new_model}},
+                "spec": {"template": {"metadata": {"annotations": {MODEL_ANNOTATION: new_model}},
+                                      "spec": {"containers": [{"name": container["name"], "args": new_args}]}}}}
+        if pin:
+            body["spec"]["template"]["spec"]["nodeSelector"] = {"kubernetes.io/hostname": node}
+        if not self.check_mode:
+            self.k.patch_deployment(name, body, "set the model %s (args and served name from the catalog)" % new_model)
+        return True
+
+    def pin_node(self, owner, node, multi_node):
+        if not multi_node or owner == "vllm":
+            return
+        name = self.deployments[owner]
+        dep = self.k.deployment(name)
+        selector = (((dep.get("spec") or {}).get("template") or {}).get("spec") or {}).get("nodeSelector") or {}
+        if selector.get("kubernetes.io/hostname") != node and not self.check_mode:
+            self.k.patch_deployment(name, {"spec": {"template": {"spec": {"nodeSelector": {"kubernetes.io/hostname": node}}}}},
+                                    "pin to node %s" % node)
+
+    # -- steps
+    def _gap(self, name):
+        """Record the time between the previous step and this one (the role's host-side task ran there)."""
+        since = self.p.get("since")
+        if since:
+            entry = {"name": name, "seconds": round(max(0.0, self.wall() - float(since)), 3), "waited": 0.0,
+                     "between_steps": True}
+            entry["line"] = phase_line(entry)
+            self.phases.append(entry)
+
+    def begin(self, target_text):
+        """Recover what an interrupted run left, validate, take the lock, record the intent."""
+        t0 = self.clock()
+        recovered = self.recover(internal=True)
+        current, data = self.current()
+        target = parse_target(target_text, self.models, current, self.p.get("default_vllm_model"))
+        for owner in set([target["owner"], current["owner"]]) - set(["none"]):
+            dep = self.k.deployment(self.deployments[owner], missing_ok=True)
+            if dep is None:
+                raise SwapError("Deployment %s/%s (the %s GPU backend) does not exist: run the deploy playbook first "
+                                "(ansible-playbook ailab.gpu_lab.deploy)." % (self.k.namespace, self.deployments[owner], owner))
+            strategy = ((dep.get("spec") or {}).get("strategy") or {}).get("type", "RollingUpdate")
+            if strategy != "Recreate":
+                self.notes.append("Deployment %s uses %s: on one GPU a template change with RollingUpdate leaves the new "
+                                  "pod Pending while the old one holds the GPU; deploy sets Recreate. The swap itself "
+                                  "scales to 0 before changing anything, so it is not affected."
+                                  % (self.deployments[owner], strategy))
+        gpu_nodes = self.gpu_nodes()
+        node = choose_node(self.p.get("node"), self.catalog_node(target), data.get("node"), gpu_nodes)
+        running = self._running_backends()
+        plan_changes = target_name(target) != target_name(current) or node != data.get("node") or \
+            any(o != target["owner"] for o in running) or (target["owner"] != "none" and target["owner"] not in running)
+        plan = self.plan(current, target, node)
+        if not plan_changes:
+            self.phase("begin", t0)
+            return dict(self.report(), changed=bool(recovered), noop=True, current=target_name(current),
+                        target=target_name(target), node=node, plan=[], recovered=recovered)
+        waited = self.lock(self.p.get("lock_timeout") or 0)
+        self.record({"intent_from": target_name(current), "intent_to": target_name(target), "intent_phase": "begun",
+                     "intent_holder": self.holder, "intent_started_at": micro_time(self.wall())})
+        self.phase("begin (validate, lock, record intent)", t0, waited)
+        return dict(self.report(), changed=True, noop=False, current=target_name(current), target=target_name(target),
+                    node=node, plan=plan, recovered=recovered, multi_node=len(gpu_nodes) > 1,
+                    ollama_unload=current["owner"] == "ollama" or "ollama" in running,
+                    ollama_service_url=self.service_url(self.deployments["ollama"], 11434),
+                    probe_alias=probe_alias(self.models, target, self.p.get("probe_alias")))
+
+    def service_url(self, name, default_port):
+        """``http://<ClusterIP>:<port>`` of a Service: what the GPU host (a k3s node) reaches without cluster DNS."""
+        svc = self.k.call("CoreV1Api", "read_namespaced_service", "read Service %s/%s" % (self.k.namespace, name),
+                          missing_ok=True, name=name, namespace=self.k.namespace)
+        spec = (svc or {}).get("spec") or {}
+        if not spec.get("clusterIP") or spec.get("clusterIP") == "None":
+            return ""
+        ports = spec.get("ports") or [{}]
+        return "http://%s:%s" % (spec["clusterIP"], ports[0].get("port") or default_port)
+
+    def _running_backends(self):
+        out = []
+        for owner in BACKENDS:
+            dep = self.k.deployment(self.deployments[owner], missing_ok=True)
+            if dep and (dep.get("spec") or {}).get("replicas", 1) > 0:
+                out.append(owner)
+        return out
+
+    def plan(self, current, target, node):
+        steps = ["record the intent %s -> %s and take Lease %s" % (target_name(current), target_name(target), LEASE_NAME)]
+        if current["owner"] == "ollama":
+            steps.append("unload Ollama's models (keep_alive: 0)")
+        for owner in BACKENDS:
+            if owner != target["owner"]:
+                steps.append("scale Deployment %s to 0 and wait until its pods are deleted" % self.deployments[owner])
+        steps.append("require the GPU of node %s free in Kubernetes and on the host (nvidia-smi)" % node)
+        if target["owner"] == "vllm":
+            steps.append("set vLLM's model %s (args and served name from the catalog)" % target["model"])
+        if target["owner"] != "none":
+            steps.append("scale Deployment %s to 1, wait for Ready, send a request through the gateway to %s"
+                         % (self.deployments[target["owner"]], probe_alias(self.models, target, self.p.get("probe_alias"))))
+        steps.append("record owner %s on node %s, release the lock" % (target_name(target), node))
+        return steps
+
+    def _check_holder(self):
+        if not self.holder:
+            raise SwapError("holder is required for this step (the begin step returns it)")
+        self.renew(force=True)
+
+    def stop(self, node, keep=None):
+        """Scale every GPU backend except ``keep`` to 0; wait until their pods are gone and the GPU is free."""
+        self._check_holder()
+        self._gap("unload Ollama models (model_pull, between steps)")
+        t0 = self.clock()
+        self.set_phase("stopping")
+        stopped = []
+        for owner in BACKENDS:
+            if owner == keep:
+                continue
+            dep = self.k.deployment(self.deployments[owner], missing_ok=True)
+            if dep is None:
+                continue
+            if (dep.get("spec") or {}).get("replicas", 1) > 0:
+                self.k.scale(self.deployments[owner], 0)
+                stopped.append(owner)
+        self.phase("scale to 0: %s" % (", ".join(self.deployments[o] for o in stopped) or "nothing running"), t0)
+        t1 = self.clock()
+        waited = sum(self.wait_stopped(owner, node) for owner in BACKENDS if owner != keep)
+        self.phase("wait until pods are deleted", t1, waited)
+        t2 = self.clock()
+        waited = self.wait_gpu_free(node)
+        self.phase("require the GPU free in Kubernetes (gpu_capacity)", t2, waited)
+        self.set_phase("stopped")
+        return dict(self.report(), changed=bool(stopped), stopped=stopped)
+
+    def start(self, target_text, node, multi_node=False, verify=None):
+        """Start the target, wait for Ready, verify through the gateway, commit, unlock."""
+        self._check_holder()
+        self._gap("host GPU memory check (gpu_capacity nvidia-smi, between steps)")
+        target = parse_owner_text(target_text)
+        t0 = self.clock()
+        self.set_phase("starting")
+        if target["owner"] == "vllm":
+            self.set_vllm_model(target["model"], node, multi_node)
+        if target["owner"] != "none":
+            self.pin_node(target["owner"], node, multi_node)
+            self.k.scale(self.deployments[target["owner"]], 1)
+            self.phase("scale %s to 1" % self.deployments[target["owner"]], t0)
+            t1 = self.clock()
+            waited = self.wait_ready(target["owner"])
+            self.phase("wait for Ready", t1, waited)
+            if verify is not None:
+                t2 = self.clock()
+                self.set_phase("verifying")
+                answer, waited = verify(self)
+                self.phase("request through the gateway", t2, waited, answer=answer)
+        t3 = self.clock()
+        self.set_phase("committing")
+        self.commit(target, node)
+        self.phase("record the owner, release the lock", t3)
+        return dict(self.report(), changed=True, owner=target_name(target))
+
+    def commit(self, target, node):
+        changes = {"owner": target["owner"], "model": target["model"], "node": node}
+        changes.update(dict((k, None) for k in INTENT_KEYS))
+        self.record(changes)
+        self.unlock()
+
+    def rollback(self, reason=""):
+        """Restore ``intent_from``: stop the rest, restore its model, start it, wait Ready, record, unlock."""
+        t0 = self.clock()
+        data, exists = self.k.state()
+        self._state_exists = exists
+        if not data.get("intent_phase"):
+            self.phase("rollback: no swap in progress", t0)
+            return dict(self.report(), changed=False, restored=None)
+        previous = parse_owner_text(data.get("intent_from"))
+        attempted = parse_owner_text(data.get("intent_to"))
+        node = data.get("node") or choose_node(self.p.get("node"), None, None, self.gpu_nodes())
+        if self.holder != data.get("intent_holder") or not self.holder:
+            self.lock(self.p.get("lock_timeout") or 0)
+        self.renew(force=True)
+        self.set_phase("rolling_back")
+        keep = previous["owner"] if previous["owner"] != "none" else None
+        for owner in BACKENDS:
+            if owner == keep:
+                continue
+            dep = self.k.deployment(self.deployments[owner], missing_ok=True)
+            if dep is not None and (dep.get("spec") or {}).get("replicas", 1) > 0:
+                self.k.scale(self.deployments[owner], 0)
+        waited = sum(self.wait_stopped(o, node) for o in BACKENDS if o != keep)
+        if previous["owner"] == "vllm" and previous["model"]:
+            self.set_vllm_model(previous["model"], node, False)
+        if keep:
+            self.k.scale(self.deployments[keep], 1)
+            waited += self.wait_ready(keep)
+        self.commit(previous, node)
+        self.phase("rollback to %s%s" % (target_name(previous), " (%s)" % reason if reason else ""), t0, waited)
+        return dict(self.report(), changed=True, restored=target_name(previous), attempted=target_name(attempted))
+
+    def recover(self, internal=False):
+        """Finish (phase committing) or roll back a swap another run left behind; None when there is none."""
+        data, exists = self.k.state()
+        self._state_exists = exists
+        action = recovery_action(data)
+        if action is None:
+            return None
+        t0 = self.clock()
+        if self.check_mode:
+            self.notes.append("an interrupted swap %s -> %s (phase %s) would be %s first"
+                              % (data.get("intent_from"), data.get("intent_to"), data.get("intent_phase"),
+                                 "completed" if action == "complete" else "rolled back"))
+            return {"action": action, "from": data.get("intent_from"), "to": data.get("intent_to"),
+                    "phase": data.get("intent_phase")}
+        own_holder = self.holder
+        self.holder = None
+        self.lock(self.p.get("lock_timeout") or 0)
+        data, _ = self.k.state()  # re-read under the lock: the other run may have finished meanwhile
+        action = recovery_action(data)
+        if action is None:
+            self.unlock()
+            self.holder = own_holder
+            return None
+        info = {"action": action, "from": data.get("intent_from"), "to": data.get("intent_to"),
+                "phase": data.get("intent_phase"), "holder": data.get("intent_holder")}
+        if action == "complete":
+            target = parse_owner_text(data.get("intent_to"))
+            self.commit(target, data.get("node") or choose_node(None, None, None, self.gpu_nodes()))
+            self.phase("recover: complete %s -> %s" % (info["from"], info["to"]), t0)
+        else:
+            self.rollback("recovering the run interrupted in phase %s" % info["phase"])
+        self.holder = own_holder if internal else self.holder
+        return info
+
+
+# ---------------------------------------------------------------- the gateway check
+def gateway_request(url, api_key, alias, timeout, open_url, headers=None):
+    """POST one chat completion to ``alias`` with fallbacks disabled. Returns (ok, detail)."""
+    body = {"model": alias, "messages": [{"role": "user", "content": "gpu_swap check: reply with one word"}],
+            "max_tokens": 8, "disable_fallbacks": True}
+    hdrs = {"Content-Type": "application/json", "Authorization": "Bearer %s" % api_key}
+    hdrs.update(headers or {})
+    try:
+        resp = open_url(url.rstrip("/") + "/v1/chat/completions", method="POST", data=json.dumps(body), headers=hdrs,
+                        timeout=timeout, use_proxy=False, validate_certs=True)
+        raw = resp.read()
+        answered = json.loads(raw)
+        text = ((answered.get("choices") or [{}])[0].get("message") or {}).get("content")
+        fallbacks = resp.headers.get("x-litellm-attempted-fallbacks")
+        if fallbacks not in (None, "", "0"):
+            return False, "answered by a fallback (x-litellm-attempted-fallbacks: %s), not by %s" % (fallbacks, alias)
+        if not text:
+            return False, "answer without a message: %s" % raw[:200]
+        return True, text
+    except Exception as exc:  # noqa: BLE001 - every failure is a reason to retry until the deadline
+        detail = getattr(exc, "code", None)
+        body = ""
+        try:
+            body = exc.read().decode("utf-8", "replace")[:300]  # HTTPError
+        except Exception:  # noqa: BLE001
+            body = str(exc)[:300]
+        return False, "HTTP %s: %s" % (detail, body) if detail else body
+
+
+def gateway_verifier(url, api_key, alias, timeout, open_url):
+    """A ``verify`` callback for ``Swap.start``: poll the gateway until ``alias`` answers, or fail."""
+    def verify(swap):
+        last = []
+
+        def answered():
+            ok, detail = gateway_request(url, api_key, alias, 30, open_url)
+            last[:] = [detail]
+            return ok
+        waited = swap.wait(answered, timeout, lambda: "the gateway %s did not answer a request to %s: %s (is LiteLLM "
+                                                      "up, and does its catalog route %s to this backend?)"
+                           % (url, alias, last[0] if last else "no answer", alias))
+        return (last[0] if last else ""), waited
+    return verify
