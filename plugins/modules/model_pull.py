@@ -85,8 +85,10 @@ options:
     default: 300
   max_duration:
     description:
-      - Upper bound in seconds for one whole pull. Also the async time limit the action plugin gives the job.
-        A pull stopped by it resumes where it stopped on the next run.
+      - Upper bound in seconds for one whole Ollama pull (checked at every stream line). A pull stopped by it
+        resumes where it stopped on the next run.
+      - Also the async time limit (plus 120 s) the action plugin gives the job; for a Hugging Face download that
+        limit is the only bound (the module itself does not time the download).
     type: int
     default: 21600
   retries:
@@ -183,7 +185,8 @@ options:
     type: path
 notes:
   - Ollama keeps partial layers of an interrupted pull and resumes them; so does C(huggingface_hub) within one run
-    (HTTP Range). A snapshot download interrupted between runs restarts the unfinished files.
+    (HTTP Range, from the last whole 10 MiB chunk it wrote). A snapshot download interrupted between runs restarts
+    the unfinished files.
   - Ollama verifies each layer's sha256 itself; O(verify) applies to Hugging Face snapshots.
 seealso:
   - name: docs/model_pull.md

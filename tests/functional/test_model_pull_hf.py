@@ -69,11 +69,41 @@ def test_allow_patterns_and_check_mode(hf_hub, tmp_path):  # noqa: F811
     check = call_module(args, check=True, diff=True)
     assert check["changed"] and check["would_download"] == ["config.json", "original/params.json",
                                                             "tokenizer_config.json"]
-    assert "+config.json" in "".join("+" + line + "\n" for line in check["diff"]["after"].splitlines())
+    assert check["diff"]["before"] == ""
+    assert check["diff"]["after"] == "config.json\noriginal/params.json\ntokenizer_config.json\n"
     assert not (tmp_path / "models--ailab-test--tiny-model" / "snapshots").exists()
     res = call_module(args)
     assert sorted(res["files"]) == check["would_download"]
     assert call_module(args)["changed"] is False
+
+
+def test_ignore_patterns_skip_files_and_second_run_asks_nothing(hf_hub, tmp_path):  # noqa: F811
+    args = _args(hf_hub, tmp_path, ignore_patterns=["*.safetensors", "original/*"])
+    kept = [".gitattributes", "README.md", "config.json", "tokenizer_config.json"]
+    check = call_module(args, check=True)
+    assert check["changed"] and check["would_download"] == kept, check
+    res = call_module(args)
+    assert res["changed"] and sorted(res["files"]) == kept, res
+    assert not os.path.exists(os.path.join(res["snapshot_path"], "model.safetensors"))
+    assert hf_hub.range_starts == [], "the ignored weights were requested"
+    hf_hub.requests.clear()
+    assert call_module(args)["changed"] is False and hf_hub.requests == []
+
+
+def test_dropped_download_is_resumed_within_the_run(hf_hub, tmp_path):  # noqa: F811
+    """The "CDN" cuts a 12 MiB weights file after 11 MiB; the REAL huggingface_hub reconnects in the same
+    run asking (Range) for the rest after the last whole chunk it wrote (DOWNLOAD_CHUNK_SIZE, 10 MiB: a
+    smaller file starts again from byte 0), and the cached file is byte-exact."""
+    from huggingface_hub import constants
+
+    files = tiny_model_files(0, weights_size=12 * 1024 * 1024)
+    repo = hf_hub.add_repo("ailab-test/bigger", [files])
+    hf_hub.drop_after = 11 * 1024 * 1024
+    res = call_module(_args(hf_hub, tmp_path, source="ailab-test/bigger", revision=repo.order[0]))
+    assert res["changed"] and not res.get("failed"), res
+    assert hf_hub.range_starts == [0, constants.DOWNLOAD_CHUNK_SIZE] and hf_hub.drop_after is None
+    with open(os.path.join(res["snapshot_path"], "model.safetensors"), "rb") as fh:
+        assert fh.read() == files["model.safetensors"]
 
 
 def test_missing_file_is_named(hf_hub, tmp_path):  # noqa: F811
@@ -89,7 +119,9 @@ def test_unknown_revision_and_repo(hf_hub, tmp_path):  # noqa: F811
     res = call_module(_args(hf_hub, tmp_path, revision="f" * 40))
     assert res["failed"] and "does not exist" in res["msg"] and "f" * 40 in res["msg"]
     res = call_module(_args(hf_hub, tmp_path, source="ailab-test/nope"))
-    assert res["failed"] and "HTTP 404" in res["msg"] or "not found" in res["msg"]
+    assert res["failed"], res
+    assert "repository ailab-test/nope at %s" % hf_hub.url in res["msg"] and "not found (HTTP 404)" in res["msg"]
+    assert "check the repo id" in res["msg"]
 
 
 def test_bad_token_is_a_401_message_without_the_token(hf_hub, tmp_path):  # noqa: F811

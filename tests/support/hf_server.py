@@ -26,7 +26,8 @@ pagination, datasets/spaces, gated-access requests, rate limits.
 
 Switches: ``drop_after`` (bytes of the next LFS download after which the connection is cut),
 ``hide`` (files the listing shows but the server answers 404 for, e.g. a broken mirror).
-``requests`` logs every request (method, path): a test can prove a run sent nothing.
+``requests`` logs every request (method, path): a test can prove a run sent nothing;
+``range_starts`` logs the first byte asked for by each blob GET (0 without ``Range``).
 
 Use in-process: ``srv = HFServer(); srv.start(); srv.url; srv.stop()``; or as a CLI:
 ``python -m tests.support.hf_server --port 8999 [--private --token T]``.
@@ -110,6 +111,7 @@ class HFServer(BackgroundHTTPServer):
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str]] = []
         self.drop_after: int | None = None
+        self.range_starts: list[int] = []
         self.hide: set[str] = set()
         self.lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -301,6 +303,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             return None
         with self.srv.lock:
+            self.srv.range_starts.append(start)
             drop, self.srv.drop_after = self.srv.drop_after, None
         if drop is not None and drop < len(part):
             self.wfile.write(part[:drop])
