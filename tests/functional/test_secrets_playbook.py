@@ -8,6 +8,7 @@ stores Secrets and resourceVersions and applies patches like an apiserver.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 
@@ -155,10 +156,31 @@ def test_group_readable_env_is_refused(tmp_path, kube):
     assert snapshot(kube) == before
 
 
-def test_validate_only_needs_no_cluster(tmp_path, kube):
-    _env, inventory = _lab(tmp_path, kube, gpu_lab_kubeconfig=str(tmp_path / "missing-kubeconfig"))
-    proc = run_playbook(PLAYBOOK, "-i", inventory, "-e", "secrets_validate_only=true")
-    assert _recap(proc.stdout)["failed"] == 0
+def _module_result(output):
+    """gpu1's result of the role's lab_secrets task, from the ansible.posix.json callback's output."""
+    plays = json.loads(output[output.index("{"):])["plays"]
+    tasks = [t for play in plays for t in play["tasks"] if "Validate .env" in t["task"]["name"]]
+    return tasks[0]["hosts"]["gpu1"]
+
+
+def test_validate_only_needs_no_cluster_and_rejects_a_bad_file(tmp_path, kube):
+    """validate_only with a kubeconfig that does not exist: a good .env is validated (every Secret
+    planned, none written), a bad one fails naming file, line and key."""
+    env_file, inventory = _lab(tmp_path, kube, gpu_lab_kubeconfig=str(tmp_path / "missing-kubeconfig"))
+    as_json = {"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
+    before = snapshot(kube)
+    good = _module_result(run_playbook(PLAYBOOK, "-i", inventory, "-e", "secrets_validate_only=true",
+                                       extra_env=as_json).stdout)
+    assert not good.get("failed") and good["changed"] is False, good
+    assert sorted(s["name"] for s in good["secrets"]) == EXPECTED
+    assert {s["action"] for s in good["secrets"]} == {"validated"}
+    write_env(env_file, env_text(dict(GOOD_ENV, HF_TOKEN="<your Hugging Face read token, hf_...>")))
+    proc = run_playbook(PLAYBOOK, "-i", inventory, "-e", "secrets_validate_only=true", extra_env=as_json,
+                        check=False)
+    bad = _module_result(proc.stdout)
+    assert proc.returncode != 0 and bad["failed"], bad
+    assert "lab.env:" in bad["msg"] and "HF_TOKEN still holds a placeholder" in bad["msg"], bad["msg"]
+    assert snapshot(kube) == before
 
 
 def test_unreachable_api_is_a_clear_error_and_nothing_written(tmp_path, kube):
