@@ -1,0 +1,61 @@
+# -*- coding: utf-8 -*-
+# Copyright: ailab.gpu_lab contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters of the deploy playbook: early input checks, the GPU owner, labels, the GPU backend Deployment.
+
+Each filter is documented in the YAML file of the same name beside this plugin; the logic
+lives in module_utils/deploy.py (one place for what vLLM and Ollama share).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.ailab.gpu_lab.plugins.module_utils import catalog as _catalog
+from ansible_collections.ailab.gpu_lab.plugins.module_utils import deploy as _deploy
+
+
+def _wrap(func):
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (_deploy.DeployError, _catalog.CatalogError, ValueError) as exc:
+            raise AnsibleFilterError(str(exc))
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    return wrapper
+
+
+def deploy_validate(inputs):
+    """Check every deploy input at once; return {components, owner, models}."""
+    return _deploy.validate_deploy(inputs)
+
+
+def deploy_gpu_owner(value, models):
+    """Initial GPU owner string -> {owner, model}."""
+    return _deploy.parse_gpu_owner(value, _catalog.validate_catalog(models))
+
+
+def deploy_labels(name, component, app_instance=None):
+    """The standard app.kubernetes.io labels of an object of the lab."""
+    return _deploy.standard_labels(name, component, app_instance)
+
+
+def deploy_selector(name, app_instance=None):
+    """The selector labels of a workload."""
+    return _deploy.selector_labels(name, app_instance)
+
+
+def deploy_gpu_deployment(spec):
+    """The Deployment of a GPU backend (shared fields set in one place)."""
+    return _deploy.gpu_backend_deployment(spec)
+
+
+class FilterModule(object):
+    """Deploy filters."""
+
+    def filters(self):
+        return dict((f.__name__, _wrap(f)) for f in (
+            deploy_validate, deploy_gpu_owner, deploy_labels, deploy_selector, deploy_gpu_deployment))
