@@ -95,10 +95,7 @@ attributes:
     description: Shows the old and new content of O(dest).
 notes:
   - Validation rules and the LiteLLM behaviour they prevent are listed in docs/litellm.md.
-seealso:
-  - name: Model catalog
-    description: docs/catalog.md in the collection.
-    link: https://example.invalid/ailab/gpu_lab/docs/catalog.md
+  - The model catalog (O(models), O(routes)) is described in docs/catalog.md in the collection.
 """
 
 EXAMPLES = r"""

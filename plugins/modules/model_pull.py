@@ -188,10 +188,6 @@ notes:
     (HTTP Range, from the last whole 10 MiB chunk it wrote). A snapshot download interrupted between runs restarts
     the unfinished files.
   - Ollama verifies each layer's sha256 itself; O(verify) applies to Hugging Face snapshots.
-seealso:
-  - name: docs/model_pull.md
-    description: Where downloads run, how progress is shown, how the deploy role uses this module.
-    link: https://github.com/ailab/gpu_lab/blob/main/docs/model_pull.md
 """
 
 EXAMPLES = r"""
