@@ -1,13 +1,16 @@
-"""Unit tests of plugins/module_utils/gpu_capacity.py (pure functions, no server)."""
+"""Unit tests of plugins/module_utils/gpu_capacity.py (pure functions, no server; the nvidia-smi
+side of collect() runs tests/support/nvidia_smi_fake.py, a script standing in for nvidia-smi)."""
 
 from __future__ import annotations
 
 import pathlib
+import subprocess
 
 import pytest
 import yaml
 
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import gpu_capacity as gc
+from tests.support.nvidia_smi_fake import APP_ARGS, GPU_ARGS, write_fake_nvidia_smi
 
 DATA = pathlib.Path(__file__).parent / "data"
 SMI_CASES = yaml.safe_load((DATA / "nvidia_smi_cases.yml").read_text())
@@ -148,6 +151,41 @@ def test_nvidia_smi_success_is_not_a_failure():
 def test_nvidia_smi_malformed_line():
     with pytest.raises(gc.CapacityError, match="expected 8 fields"):
         gc.parse_gpus("0, GPU-x, only three\n")
+
+
+def _run(argv):
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_every_case_names_its_layout():
+    assert {c["id"]: c.get("format") in ("csv", "csv,noheader,nounits") for c in SMI_CASES} == {
+        c["id"]: True for c in SMI_CASES}
+
+
+@pytest.mark.parametrize("case", [c for c in SMI_CASES if c["format"] == "csv,noheader,nounits"],
+                         ids=lambda c: c["id"])
+def test_collect_asks_nvidia_smi_the_exact_query(case, tmp_path):
+    """The fake answers only the exact field lists and format (else exit 2): a wrong field, order or
+    missing noheader,nounits in the module's query fails here."""
+    smi = write_fake_nvidia_smi(tmp_path, case)
+    report, failure = gc.collect({"sources": ["nvidia-smi"], "nvidia_smi_path": smi}, run_command=_run)
+    assert failure is None and _subset(report["host"]["gpus"], case["expect"]), report
+
+
+def test_fake_nvidia_smi_refuses_every_other_query(tmp_path):
+    smi = write_fake_nvidia_smi(tmp_path, next(c for c in SMI_CASES if c["id"] == "driver-550-rtx4090-idle"))
+    assert _run([smi, *GPU_ARGS])[:2] == (0, "0, GPU-5d3cbe57-0a8f-3b1e-77c2-9e4b1f08a6d2, NVIDIA GeForce RTX 4090, "
+                                             "24564, 1, 24143, 0, 550.54.14\n")
+    assert _run([smi, *APP_ARGS])[:2] == (0, "")
+    swapped = GPU_ARGS[0].replace("memory.used,memory.free", "memory.free,memory.used")
+    for argv in ([GPU_ARGS[0], "--format=csv"], [GPU_ARGS[0], "--format=csv,noheader"], [GPU_ARGS[0]],
+                 [swapped, GPU_ARGS[1]], [GPU_ARGS[0] + ",name", GPU_ARGS[1]], [GPU_ARGS[1], GPU_ARGS[0]],
+                 [APP_ARGS[0].replace("used_memory", "used_gpu_memory"), APP_ARGS[1]], [*GPU_ARGS, "-i", "0"]):
+        rc, _out, err = _run([smi, *argv])
+        assert rc == 2 and "unexpected arguments" in err, argv
+    with pytest.raises(ValueError, match="never asks"):
+        write_fake_nvidia_smi(tmp_path, next(c for c in SMI_CASES if c["format"] == "csv"))
 
 
 def test_check_host_free_names_processes_and_unattributed_memory():
