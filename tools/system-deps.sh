@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Debian packages the tests drive for real: nix-instantiate (nix-bin), promtool (prometheus).
+# Debian packages the tests drive for real: nix-instantiate (nix-bin; the provision tests parse and
+# evaluate the rendered NixOS files) and promtool (prometheus; tests/functional/test_monitoring_rules.py
+# and test_monitoring_queries.py run `promtool check rules` and `promtool test rules`).
 set -euo pipefail
 need=()
 command -v nix-instantiate >/dev/null 2>&1 || need+=(nix-bin)
