@@ -19,7 +19,7 @@ export ANSIBLE_LOCAL_TEMP := $(CURDIR)/.cache/ansible-tmp
 export AILAB_LITELLM_VENV := $(LITELLM_VENV)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test setup system-deps lint build sanity pytest molecule bench clean
+.PHONY: test setup system-deps lint build sanity pytest molecule bench bench-swap clean
 
 test: setup lint build sanity pytest molecule
 	@echo "make test: all checks passed"
@@ -74,6 +74,10 @@ molecule: setup
 # Gateway overhead: direct vs through the real LiteLLM proxy (prints p50/p95, TTFT; docs/litellm.md).
 bench: setup
 	python -m tests.bench.bench_gateway
+
+# GPU swap: orchestration overhead (whole run minus condition waits) and Ready -> end (docs/gpu_swap.md).
+bench-swap: setup
+	python -m tests.bench.bench_swap
 
 clean:
 	rm -rf $(BUILD_DIR) .collections .cache .pytest_cache

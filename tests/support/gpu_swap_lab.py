@@ -125,6 +125,49 @@ class ReadyGate:
         self.up = False
 
 
+class GatewayClient(threading.Thread):
+    """Sends chat requests to each alias in turn through the gateway; records who answered.
+
+    The stand-in backends answer ``[<backend name>] <model>: ...``, so the reply names the backend.
+    ``phase`` labels the requests sent from now on (the caller sets it around each swap).
+    """
+
+    def __init__(self, proxy, aliases):
+        super().__init__(daemon=True)
+        self.proxy = proxy
+        self.aliases = list(aliases)
+        self.phase = "start"
+        self.log = []  # (phase, alias, status, backend)
+        self._stop = threading.Event()
+
+    def run(self):
+        while not self._stop.is_set():
+            for alias in self.aliases:
+                status, body = self.proxy.chat(alias, "are you there?", timeout=30)
+                text = ""
+                if status == 200 and isinstance(body, dict):
+                    text = body["choices"][0]["message"]["content"] or ""
+                backend = text[1:text.index("]")] if text.startswith("[") else f"error {status}: {str(body)[:120]}"
+                self.log.append((self.phase, alias, status, backend))
+            self._stop.wait(0.05)
+
+    def stop(self):
+        self._stop.set()
+        self.join(timeout=60)
+
+    def table(self):
+        """One line per (phase, alias, backend) with the number of answers, in the order phases came."""
+        order, counts = [], {}
+        for phase, alias, _, backend in self.log:
+            key = (phase, alias, backend)
+            if key not in counts:
+                order.append(key)
+                counts[key] = 0
+            counts[key] += 1
+        return "\n".join(f"  {phase:<30} {alias:<12} -> {backend:<8} {counts[(phase, alias, backend)]:>4}"
+                         for phase, alias, backend in order)
+
+
 class Lab:
     """One test's lab: both GPU backends in ``kube.namespace``, an inventory, the playbook runner."""
 
@@ -238,6 +281,9 @@ esac
             "gpu_swap_nvidia_smi_path": self.smi, "gpu_swap_poll_interval": 0.2,
             "gpu_swap_delete_timeout": 60, "gpu_swap_ready_timeout": 60, "gpu_swap_lock_timeout": 30,
             "gpu_swap_host_timeout": 3, "gpu_swap_verify_gateway": False,
+            # The Services' ClusterIPs are not reachable from this machine: tests that unload pass
+            # gpu_swap_ollama_url of a local Ollama API server.
+            "gpu_swap_unload_models": False,
         }
         variables.update(self.vars)
         variables.update(extra)
