@@ -110,6 +110,7 @@ def test_role_render_mode_writes_a_valid_kustomize_tree(tmp_path):
     config_text = by_kind["ConfigMap"]["data"]["config.yaml"]
     assert config_text == (out_dir / "config.yaml").read_text()
     assert yaml.safe_load(config_text)["general_settings"]["database_url"] == "os.environ/DATABASE_URL"
+    assert yaml.safe_load(config_text)["litellm_settings"]["callbacks"] == ["prometheus"]  # metrics on by default
     pvc = by_kind["StatefulSet"]["spec"]["volumeClaimTemplates"][0]
     assert pvc["metadata"]["labels"]["backup-tier"] == "gfs"
     env = {e["name"]: e for e in by_kind["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -120,3 +121,23 @@ def test_role_render_mode_writes_a_valid_kustomize_tree(tmp_path):
     _rc, again = playbook(tmp_path, play)
     stats = again["stats"]["localhost"]
     assert stats["changed"] == 0, stats
+
+
+def test_role_render_mode_with_metrics_disabled_drops_callback_and_servicemonitor(tmp_path):
+    """litellm_metrics_enabled: false: no prometheus callback in the config (also when the user's own
+    litellm_litellm_settings lists it), no ServiceMonitor; the other objects unchanged."""
+    out_dir = tmp_path / "rendered"
+    play = [{
+        "hosts": "localhost", "gather_facts": False, "vars_files": [str(EXAMPLE)],
+        "roles": [{"role": "ailab.gpu_lab.litellm", "vars": {
+            "litellm_state": "rendered", "litellm_render_dir": str(out_dir), "litellm_metrics_enabled": False,
+            "litellm_litellm_settings": {"callbacks": ["prometheus"], "drop_params": True}}}]}]
+    playbook(tmp_path, play)
+    built = subprocess.run([str(BIN / "kubectl"), "kustomize", str(out_dir)], capture_output=True, text=True,
+                           timeout=120, check=True).stdout
+    docs = [d for d in yaml.safe_load_all(built) if d]
+    assert sorted("%s/%s" % (d["kind"], d["metadata"]["name"]) for d in docs) == [
+        "ConfigMap/litellm-config", "Deployment/litellm", "Service/litellm"]
+    settings = yaml.safe_load((out_dir / "config.yaml").read_text())["litellm_settings"]
+    assert settings["callbacks"] == [] and settings["drop_params"] is True, settings
+
