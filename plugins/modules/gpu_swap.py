@@ -28,7 +28,7 @@ description:
     through the gateway to the target's alias (fallbacks disabled), records the new owner and releases the lock.
     V(rollback) restores the owner recorded in C(intent_from) (and its model) and waits for it. V(recover) is what the
     deploy role calls before touching GPU backends; it finishes (phase C(committing)) or rolls back an interrupted swap.
-  - Transient API errors (connection refused, 5xx, 429: a restarting API server) are retried for O(api_retry_timeout)
+  - Transient API errors (connection refused, 5xx, 429, as while an API server restarts) are retried for O(api_retry_timeout)
     seconds; every other API error fails the step at once with a sentence naming the object.
 extends_documentation_fragment:
   - ailab.gpu_lab.kubernetes
