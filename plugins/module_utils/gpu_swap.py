@@ -26,6 +26,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
 import datetime
 import json
 import os
@@ -426,7 +427,6 @@ class Cluster(object):
     def secret_value(self, name, key):
         secret = self.call("CoreV1Api", "read_namespaced_secret", "read Secret %s/%s" % (self.namespace, name),
                            missing_ok=True, name=name, namespace=self.namespace)
-        import base64
         value = ((secret or {}).get("data") or {}).get(key)
         return base64.b64decode(value).decode("utf-8") if value else None
 
@@ -692,6 +692,11 @@ class Swap(object):
         recovered = self.recover(internal=True)
         current, data = self.current()
         target = parse_target(target_text, self.models, current, self.p.get("default_vllm_model"))
+        alias = probe_alias(self.models, target, self.p.get("probe_alias"))
+        if self.p.get("verify_gateway") and alias and not self.p.get("gateway_url"):
+            raise SwapError("gateway_url is not set, so %s could not be checked through the gateway after the swap: set "
+                            "gpu_swap_gateway_url (LiteLLM as the controller reaches it, e.g. over the tailnet) or "
+                            "gpu_swap_verify_gateway: false. Nothing was changed." % target_name(target))
         for owner in set([target["owner"], current["owner"]]) - set(["none"]):
             dep = self.k.deployment(self.deployments[owner], missing_ok=True)
             if dep is None:

@@ -130,7 +130,9 @@ options:
     type: int
     default: 30
   verify_gateway:
-    description: V(start) only; send a request through the gateway to the target's alias before committing.
+    description:
+      - V(start) sends a request through the gateway to the target's alias before committing; V(begin) fails before any
+        change when it is on and O(gateway_url) is missing.
     type: bool
     default: true
   gateway_url:

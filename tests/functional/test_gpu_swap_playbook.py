@@ -118,6 +118,14 @@ def test_unknown_target_fails_before_anything_changes(kube, tmp_path, target, fr
     assert kube.snapshot() == before
 
 
+def test_gateway_check_without_a_gateway_url_fails_before_anything_changes(kube, tmp_path):
+    lab = lab_for(kube, tmp_path, owner="ollama")
+    before = kube.snapshot()
+    out = lab.swap("vllm:qwen2.5-7b", check=False, gpu_swap_verify_gateway=True)
+    assert out.returncode != 0 and "set gpu_swap_gateway_url" in out.stdout and "Nothing was changed" in out.stdout
+    assert kube.snapshot() == before
+
+
 def test_terminating_pods_delay_the_target_until_they_are_gone(kube, tmp_path):
     lab = lab_for(kube, tmp_path, owner="ollama", pod_annotations={"ollama": {DELETE_DELAY: "6s"}})
     seen = []
