@@ -1,0 +1,89 @@
+"""The deploy playbook through the real ansible-playbook, without a cluster: render mode of the example
+lab (validated by the real kubectl kustomize and kubernetes-validate --strict), and bad inventory input
+failing in the first task, before any cluster is contacted. The run against the real control plane is
+molecule/deploy."""
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import REPO
+from tests.support.validate_render import validate
+
+PLAYBOOK = Path(REPO) / "playbooks" / "deploy.yml"
+
+
+def _objects(render):
+    out = {}
+    for path in sorted((render / "k8s").glob("*/*.yaml")):
+        if path.name in ("kustomization.yaml", "config.yaml"):
+            continue
+        for obj in yaml.safe_load_all(path.read_text()):
+            if obj:
+                out[(obj["kind"], obj["metadata"]["name"])] = obj
+    return out
+
+
+def test_render_mode_writes_a_valid_tree_for_the_example_lab(tmp_path, playbook_runner):
+    render = tmp_path / "rendered"
+    proc = playbook_runner(PLAYBOOK, "-i", "inventory/example", "-e", "gpu_lab_render_only=true",
+                           "-e", f"gpu_lab_render_dir={render}", "-e", "gpu_lab_gpu_owner=vllm:qwen2.5-7b")
+    assert "changed=" in proc.stdout
+    summary = validate(str(render), out=lambda line: None)
+    mine = ["lab", "gpu_runtime", "qdrant", "litellm", "ollama", "vllm", "open_webui"]  # (issue 11 adds its own)
+    assert set(mine) <= set(summary["components"])
+    top = yaml.safe_load((render / "k8s" / "kustomization.yaml").read_text())
+    assert [r for r in top["resources"] if r in mine] == mine
+    assert sorted(top["resources"]) == summary["components"]
+
+    objs = _objects(render)
+    vllm, ollama = objs[("Deployment", "vllm")], objs[("Deployment", "ollama")]
+    # the inventory's owner decides the replicas; nothing is read from a cluster
+    assert (vllm["spec"]["replicas"], ollama["spec"]["replicas"]) == (1, 0)
+    # the fields both GPU backends share are the same, because one function builds them
+    for path in (("spec", "strategy"), ("spec", "template", "spec", "runtimeClassName"),
+                 ("spec", "template", "spec", "nodeSelector"), ("spec", "template", "spec", "enableServiceLinks"),
+                 ("spec", "template", "spec", "securityContext")):
+        a, b = vllm, ollama
+        for key in path:
+            a, b = a[key], b[key]
+        assert a == b, path
+    assert vllm["spec"]["template"]["spec"]["runtimeClassName"] == "nvidia-cdi"
+    assert vllm["spec"]["template"]["spec"]["containers"][0]["args"][:6] == [
+        "--model", "Qwen/Qwen2.5-7B-Instruct-AWQ", "--revision", "b25037543e9394b818fdfca67ab2a00ecc7dd641",
+        "--served-model-name", "qwen2.5-7b"]
+    chart = objs[("HelmChart", "nvidia-device-plugin")]
+    assert chart["metadata"]["namespace"] == "kube-system" and chart["spec"]["failurePolicy"] == "abort"
+    assert yaml.safe_load(chart["spec"]["valuesContent"]) == {
+        "runtimeClassName": "nvidia-cdi", "deviceIDStrategy": "index", "deviceListStrategy": "envvar"}
+    # secrets are references only: no Secret object, every secret env var a secretKeyRef
+    assert not [k for k in objs if k[0] == "Secret"]
+    webui_env = objs[("Deployment", "open-webui")]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {e["name"] for e in webui_env if "valueFrom" in e} == {
+        "OPENAI_API_KEY", "WEBUI_SECRET_KEY", "QDRANT_API_KEY", "RAG_OPENAI_API_KEY"}
+    # the owner record is the cluster's, never rendered (an apply of the tree would undo a swap)
+    assert ("ConfigMap", "gpu-lab-state") not in objs
+
+
+def test_bad_inventory_input_fails_first_naming_each_variable(tmp_path, playbook_runner):
+    extra = {"gpu_lab_components": {"grafana": True, "open_webui": False}, "gpu_lab_gpu_owner": "vllm:qwen3",
+             "ollama_storage_size": "100GB", "qdrant_backup_tier": "weekly",
+             "gpu_lab_kubeconfig": str(tmp_path / "no-such-kubeconfig")}
+    proc = playbook_runner(PLAYBOOK, "-i", "inventory/example", "-e", json.dumps(extra), check=False)
+    assert proc.returncode != 0
+    out = proc.stdout
+    assert "Check every deploy input before anything is applied" in out
+    for line in ("gpu_lab_components: 'grafana' is not a component",
+                 "gpu_lab_gpu_owner: 'vllm:qwen3': 'qwen3' is not a vLLM alias of gpu_lab_models; vLLM aliases: qwen2.5-7b",
+                 "ollama_storage_size: '100GB' is not a Kubernetes quantity",
+                 "qdrant_backup_tier: 'weekly' is not a backup tier"):
+        assert line in out, line
+    # the check is the first task after the agent filter: nothing ran after it, no cluster was contacted
+    tasks = re.findall(r"^TASK \[([^\]]+)\]", out, re.M)
+    assert tasks == ["Deploy from the k3s server hosts only (an agent shares its server's cluster)",
+                     "ailab.gpu_lab.lab : Validating arguments against arg spec 'main' - The lab namespace, the recorded "
+                     "GPU owner and the early check of every deploy input",
+                     "ailab.gpu_lab.lab : Check every deploy input before anything is applied"]
+    assert "changed=0" in out and "failed=1" in out
