@@ -112,7 +112,7 @@ def parse_target(text, models, current=None, default_vllm_model=None):
     vllm_models = [m["name"] for m in entries if m["backend"] == "vllm"]
     valid = ["status", "none", "ollama"] + (["vllm"] if vllm_models else []) + ["vllm:%s" % n for n in vllm_models]
     text = (text or "").strip()
-    owner, _, model = text.partition(":")
+    owner, _sep, model = text.partition(":")
     if owner not in OWNERS or (model and owner != "vllm") or (text.endswith(":") and not model):
         raise SwapError("gpu_owner=%r is not a swap target%s. Valid targets: %s"
                         % (text, cat.did_you_mean(text, valid), ", ".join(valid)))
@@ -264,7 +264,7 @@ def recovery_action(data):
 
 def parse_owner_text(text):
     """``"vllm:qwen2.5-7b"`` (as stored in intent_from/intent_to) -> ``{"owner", "model"}``."""
-    owner, _, model = (text or "none").partition(":")
+    owner, _sep, model = (text or "none").partition(":")
     return {"owner": owner if owner in OWNERS else "none", "model": model if owner == "vllm" else ""}
 
 
@@ -462,7 +462,7 @@ class Swap(object):
         return entry
 
     def report(self, **extra):
-        data, _ = self.k.state()
+        data = self.k.state()[0]
         out = {"phases": self.phases, "notes": self.notes, "holder": self.holder, "finished_at": self.wall(),
                "state": dict((k, v) for k, v in data.items()), "api_retries": self.k.api_retries}
         out.update(extra)
@@ -556,7 +556,7 @@ class Swap(object):
         failure = []
 
         def free():
-            _, problem = cap.collect(params, kube_list=self.k.kube_list)
+            problem = cap.collect(params, kube_list=self.k.kube_list)[1]
             failure[:] = [problem] if problem else []
             return not problem
         return self.wait(free, self.p.get("delete_timeout") or 180, lambda: failure[0] if failure else "GPU not free")
@@ -875,7 +875,7 @@ class Swap(object):
         own_holder = self.holder
         self.holder = None
         self.lock(self.p.get("lock_timeout") or 0)
-        data, _ = self.k.state()  # re-read under the lock: the other run may have finished meanwhile
+        data = self.k.state()[0]  # re-read under the lock: the other run may have finished meanwhile
         action = recovery_action(data)
         if action is None:
             self.unlock()
