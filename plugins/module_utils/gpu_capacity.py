@@ -171,7 +171,7 @@ def _describe_holders(holders):
 def not_advertised_message(report):
     seen = sorted({r for n in report["nodes"] for r in n["extended_resources"]})
     return ("no node advertises %s: the NVIDIA device plugin is not running or has not registered the GPU (its pods "
-            "need runtimeClassName nvidia and the node label nvidia.com/gpu.present=true). Extended resources the "
+            "need runtimeClassName nvidia-cdi (on NixOS; nvidia elsewhere) and the node label nvidia.com/gpu.present=true). Extended resources the "
             "nodes do advertise: %s%s" % (
                 report["resource"], ", ".join(seen) or "none",
                 " (under time-slicing the resource is often renamed, e.g. nvidia.com/gpu.shared: set resource_name)"

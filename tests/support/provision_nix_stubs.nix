@@ -28,7 +28,12 @@ let
       [ "stable" "production" "beta" "latest" "vulkan_beta" "legacy_535" "legacy_470" ]);
   };
   pkgs = {
-    python3 = stubPkg "python3";
+    # python3.withPackages f -> "/nix/store/stub-python3-with-<names f picked, joined by ->"
+    python3 = {
+      outPath = stubPkg "python3";
+      withPackages = f: stubPkg ("python3-with-" + builtins.concatStringsSep "-"
+        (f (builtins.listToAttrs (map (n: { name = n; value = n; }) [ "huggingface-hub" "model-signing" "pyopenssl" "requests" ]))));
+    };
     git = stubPkg "git";
     htop = stubPkg "htop";
     nvtopPackages.full = stubPkg "nvtop";
