@@ -6,8 +6,9 @@ admission policies), Leases and ConfigMaps in etcd.
 Simulated: pods run nothing (kwok makes them Running/Ready, with per-pod delays from the
 ``kwok.ailab.test/*`` annotations); the GPU backends' Deployments are made by
 tests/support/gpu_swap_lab.py in the deploy roles' shape; nvidia-smi is a script printing
-transcribed real output; in the gateway-failure test the gateway is a local OpenAI-compatible
-stand-in (the real LiteLLM proxy is in test_gpu_swap_gateway.py).
+hand-written output in NVIDIA's documented layout (tests/support/nvidia_smi_fake.py); in the
+gateway-failure test the gateway is a local OpenAI-compatible stand-in (the real LiteLLM proxy
+is in test_gpu_swap_gateway.py).
 """
 
 from __future__ import annotations

@@ -13,15 +13,15 @@ What stands in:
   ollama_server.py) that a ``ReadyGate`` starts only while their Deployment has a Ready pod in
   the control plane and stops (connection refused) otherwise: the gateway sees what it would
   see on the real host;
-- nvidia-smi is a script printing output transcribed from real drivers
-  (tests/unit/data/nvidia_smi_cases.yml); ``Lab.set_smi`` switches what it prints.
+- nvidia-smi is tests/support/nvidia_smi_fake.py's script printing a case of
+  tests/unit/data/nvidia_smi_cases.yml (hand-written in NVIDIA's documented layout);
+  ``Lab.set_smi`` switches the case.
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
-import stat
 import subprocess
 import sys
 import threading
@@ -30,10 +30,11 @@ import time
 import yaml
 
 from tests.support.catalog_example import load_example_catalog
+from tests.support.nvidia_smi_fake import write_fake_nvidia_smi
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SMI_CASES = {c["id"]: c for c in yaml.safe_load((REPO / "tests/unit/data/nvidia_smi_cases.yml").read_text())}
-SMI_FREE = "driver-550-rtx4090-with-header-and-units-idle"
+SMI_FREE = "driver-550-rtx4090-idle"
 SMI_GAME = "driver-550-game-running-invisible-to-compute-apps"
 VENV_BIN = os.path.dirname(sys.executable)
 PLAYBOOK = REPO / "playbooks" / "gpu_swap.yml"
@@ -255,22 +256,11 @@ class Lab:
 
     # -- the host
     def _write_smi(self):
-        script = self.workdir / "nvidia-smi"
-        script.write_text(f"""#!/bin/sh
-case "$1" in
-  --query-gpu=*) cat {self.workdir}/smi-gpus.txt ;;
-  --query-compute-apps=*) cat {self.workdir}/smi-apps.txt ;;
-  *) echo "unexpected args: $*" >&2; exit 2 ;;
-esac
-""")
-        script.chmod(script.stat().st_mode | stat.S_IEXEC)
-        self.set_smi(SMI_FREE)
-        return str(script)
+        return self.set_smi(SMI_FREE)
 
     def set_smi(self, case_id):
-        case = SMI_CASES[case_id]
-        (self.workdir / "smi-gpus.txt").write_text(case["gpus"])
-        (self.workdir / "smi-apps.txt").write_text(case["apps"])
+        """(Re)write the nvidia-smi stand-in to print case ``case_id`` of the cases file."""
+        return write_fake_nvidia_smi(self.workdir, SMI_CASES[case_id])
 
     # -- the playbook
     def inventory(self, **extra):
