@@ -19,7 +19,7 @@ export ANSIBLE_LOCAL_TEMP := $(CURDIR)/.cache/ansible-tmp
 export AILAB_LITELLM_VENV := $(LITELLM_VENV)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test setup system-deps lint build sanity pytest molecule bench bench-swap clean
+.PHONY: test setup system-deps lint build sanity pytest molecule bench bench-swap bench-deploy demo clean
 
 test: setup lint build sanity pytest molecule
 	@echo "make test: all checks passed"
@@ -78,6 +78,14 @@ bench: setup
 # GPU swap: orchestration overhead (whole run minus condition waits) and Ready -> end (docs/gpu_swap.md).
 bench-swap: setup
 	python -m tests.bench.bench_swap
+
+# deploy: its idempotent re-run vs kubectl apply --server-side of the same rendered manifests (docs/deploy.md).
+bench-deploy: setup
+	python -m tests.bench.bench_deploy
+
+# The example lab end to end without a GPU: render, validate, apply to the local control plane, summary.
+demo: setup
+	bash tools/demo.sh
 
 clean:
 	rm -rf $(BUILD_DIR) .collections .cache .pytest_cache

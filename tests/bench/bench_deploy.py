@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""deploy benchmark: the idempotent re-run of the deploy playbook vs `kubectl apply --server-side` of the
+same rendered manifests, against one control plane in one run.
+
+Not a test (nothing is asserted but changed=0): it prints figures. From the repo root:
+
+    .venv/bin/python -m tests.bench.bench_deploy [--runs 3]
+
+What is real: ansible-playbook with the roles, kubernetes.core, kubectl, the control plane
+(kube-apiserver, controller-manager, scheduler, etcd; kwok plays the kubelet of gpu-box). What is
+emulated: Ollama and Qdrant (tests/support test servers answer the pulls and collection requests);
+no vLLM weights are downloaded (vllm_pull_enabled: false).
+
+Steps: start everything, converge once (deploy of the example lab), then --runs idempotent re-runs
+(wall clock of the whole ansible-playbook process, json callback: every task's action and result
+counted), render the same inventory, `kubectl apply --server-side -k` it once to take ownership,
+then --runs re-applies. Prints the medians, their ratio, and the module invocations of a re-run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+for extra in (REPO, REPO / ".collections"):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
+
+from tests.support.ollama_server import OllamaServer  # noqa: E402
+from tests.support.qdrant_server import QdrantServer  # noqa: E402
+
+BIN = Path(sys.executable).parent
+# Actions that run on the controller without executing a module (no Python process is started for them).
+NO_MODULE = {"ansible.builtin.set_fact", "set_fact", "ansible.builtin.include_tasks", "include_tasks",
+             "ansible.builtin.include_role", "include_role", "ansible.builtin.meta", "meta", "ansible.builtin.assert",
+             "assert", "ansible.builtin.debug", "debug", "ansible.builtin.validate_argument_spec",
+             "validate_argument_spec"}
+SECRETS = """
+apiVersion: v1
+kind: Secret
+metadata: {name: litellm-env, namespace: ai-lab}
+stringData: {LITELLM_MASTER_KEY: sk-bench-master-0123456789, LITELLM_SALT_KEY: sk-bench-salt-0123456789,
+             ANTHROPIC_API_KEY: sk-ant-bench-not-real}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: qdrant-api-key, namespace: ai-lab}
+stringData: {QDRANT__SERVICE__API_KEY: qdrant-bench-key}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: open-webui-secret, namespace: ai-lab}
+stringData: {WEBUI_SECRET_KEY: webui-bench-secret}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: grafana-admin, namespace: ai-lab}
+stringData: {admin-user: admin, admin-password: bench-grafana-password}
+"""
+
+
+def env():
+    e = dict(os.environ, PATH="%s:%s" % (BIN, os.environ.get("PATH", "")), ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+             ANSIBLE_NOCOLOR="1", PYTHONPATH=str(REPO))
+    return e
+
+
+def run(argv, **kwargs):
+    proc = subprocess.run(argv, cwd=REPO, env=env(), capture_output=True, text=True, check=False, **kwargs)
+    if proc.returncode != 0:
+        sys.exit("FAILED: %s\n%s\n%s" % (" ".join(map(str, argv)), proc.stdout[-5000:], proc.stderr[-3000:]))
+    return proc
+
+
+def deploy(varsfile, *extra, json_out=False):
+    argv = [BIN / "ansible-playbook", "ailab.gpu_lab.deploy", "-i", "inventory/example", "-e", "@%s" % varsfile, *extra]
+    e = env()
+    if json_out:
+        e["ANSIBLE_STDOUT_CALLBACK"] = "ansible.builtin.json"
+    start = time.monotonic()
+    proc = subprocess.run(argv, cwd=REPO, env=e, capture_output=True, text=True, check=False)
+    took = time.monotonic() - start
+    if proc.returncode != 0:
+        sys.exit("FAILED: deploy\n%s\n%s" % (proc.stdout[-6000:], proc.stderr[-3000:]))
+    return took, proc.stdout
+
+
+def count_tasks(json_text):
+    """(module invocations by action, changed count, objects applied by kubernetes.core.k8s) of one json-callback run."""
+    data = json.loads(json_text[json_text.index("{"):])
+    actions, changed, objects = collections.Counter(), 0, 0
+    for play in data["plays"]:
+        for task in play["tasks"]:
+            for result in task["hosts"].values():
+                items = result.get("results") if isinstance(result.get("results"), list) else [result]
+                for item in items:
+                    if item.get("skipped"):
+                        continue
+                    action = result.get("action") or task["task"].get("action", "?")
+                    changed += bool(item.get("changed"))
+                    if action in NO_MODULE:
+                        continue
+                    actions[action] += 1
+                    if action.endswith("k8s") and isinstance(item.get("result"), dict):
+                        objects += len(item["result"].get("results") or [item["result"]])
+    return actions, changed, objects
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="bench-deploy-"))
+    cluster = work / "cluster"
+    run([sys.executable, "-m", "tests.support.servers", "start", "k8s", "--dir", cluster])
+    ollama = OllamaServer(registry={"llama3.1:8b": 4 << 20, "nomic-embed-text": 1 << 20}).start()
+    qdrant = QdrantServer(api_key="qdrant-bench-key").start()
+    kubeconfig = cluster / "kubeconfig"
+    try:
+        kubectl = [BIN / "kubectl", "--kubeconfig", kubeconfig]
+        run(kubectl + ["create", "namespace", "ai-lab"])
+        run(kubectl + ["apply", "-f", "-"], input=SECRETS)
+        varsfile = work / "vars.yml"
+        varsfile.write_text("\n".join([
+            "ansible_connection: local", "ansible_python_interpreter: %s" % sys.executable,
+            "gpu_lab_kubeconfig: %s" % kubeconfig, "ollama_pull_url: %s" % ollama.url, "qdrant_api_url: %s" % qdrant.url,
+            "vllm_pull_enabled: false", "gpu_swap_verify_gateway: false", "gpu_swap_host_check: false", ""]))
+        took, _ = deploy(varsfile)
+        print("converge (first deploy of the example lab): %.1f s" % took)
+
+        reruns, counts = [], None
+        for _ in range(args.runs):
+            took, out = deploy(varsfile, json_out=True)
+            reruns.append(took)
+            counts = count_tasks(out)
+            if counts[1]:
+                sys.exit("a re-run reported changed=%d: not idempotent, no figure to give" % counts[1])
+        render = work / "rendered"
+        deploy(varsfile, "-e", "gpu_lab_render_only=true", "-e", "gpu_lab_render_dir=%s" % render)
+        apply = kubectl + ["apply", "--server-side", "--force-conflicts", "--field-manager", "bench", "-k", render / "k8s"]
+        built = run([BIN / "kubectl", "kustomize", render / "k8s"]).stdout
+        n_objects = sum(1 for line in built.splitlines() if line.startswith("kind: "))
+        run(apply)  # take ownership once
+        applies = []
+        for _ in range(args.runs):
+            start = time.monotonic()
+            run(apply)
+            applies.append(time.monotonic() - start)
+    finally:
+        ollama.stop()
+        qdrant.stop()
+        subprocess.run([sys.executable, "-m", "tests.support.servers", "stop", "--dir", cluster], cwd=REPO, env=env(),
+                       check=False, capture_output=True)
+    actions, _changed, k8s_objects = counts
+    d, k = statistics.median(reruns), statistics.median(applies)
+    print("deploy re-run (changed=0), median of %d: %.1f s   (runs: %s)" % (args.runs, d, ", ".join("%.1f" % t for t in reruns)))
+    print("kubectl apply --server-side -k of the same %d rendered objects, median of %d: %.2f s   (runs: %s)" % (
+        n_objects, args.runs, k, ", ".join("%.2f" % t for t in applies)))
+    print("ratio deploy / kubectl: %.1fx   (target: within 3x)" % (d / k))
+    print("module invocations in one re-run: %d (%s); objects passed to kubernetes.core.k8s: %d" % (
+        sum(actions.values()), ", ".join("%s %d" % kv for kv in sorted(actions.items())), k8s_objects))
+    print("host: %d CPUs, load average %.1f (other jobs on this machine inflate both figures)" % (
+        os.cpu_count(), os.getloadavg()[0]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
