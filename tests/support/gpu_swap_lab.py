@@ -92,7 +92,7 @@ class ReadyGate:
         self.interval = interval
         self.up = False
         self.transitions = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"ready-gate-{name}", daemon=True)
 
     def ready(self):
@@ -102,7 +102,7 @@ class ReadyGate:
             for p in pods)
 
     def _run(self):
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 ready = self.ready()
             except Exception:  # noqa: BLE001 - an API restart in a test: keep the last state
@@ -112,14 +112,14 @@ class ReadyGate:
                     server.start() if ready else server.stop()
                 self.up = ready
                 self.transitions.append((time.monotonic(), "up" if ready else "down"))
-            self._stop.wait(self.interval)
+            self._halt.wait(self.interval)
 
     def start(self):
         self._thread.start()
         return self
 
     def stop(self):
-        self._stop.set()
+        self._halt.set()
         self._thread.join(timeout=5)
         for server in self.servers:
             server.stop()
@@ -139,10 +139,10 @@ class GatewayClient(threading.Thread):
         self.aliases = list(aliases)
         self.phase = "start"
         self.log = []  # (phase, alias, status, backend)
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self):
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             for alias in self.aliases:
                 status, body = self.proxy.chat(alias, "are you there?", timeout=30)
                 text = ""
@@ -150,10 +150,10 @@ class GatewayClient(threading.Thread):
                     text = body["choices"][0]["message"]["content"] or ""
                 backend = text[1:text.index("]")] if text.startswith("[") else f"error {status}: {str(body)[:120]}"
                 self.log.append((self.phase, alias, status, backend))
-            self._stop.wait(0.05)
+            self._halt.wait(0.05)
 
     def stop(self):
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=60)
 
     def table(self):
