@@ -54,11 +54,12 @@ def test_example_catalog_served_by_real_proxy(tmp_path, backends):
         assert status == 200 and body["status"] == "healthy", body
         assert proxy.get("/health/liveliness", auth=False)[0] == 200
 
-        # the master key is enforced: refused, the backend never sees the request. (401 with the
-        # `prisma` package installed, as in LiteLLM's image; without it LiteLLM's auth error
-        # handler itself fails on `import prisma` and answers 500 - still refused.)
+        # the master key is enforced: 401, and the backend never sees the request (`prisma` is
+        # pinned in requirements/litellm.txt as in LiteLLM's image; without it the auth error
+        # handler fails on `import prisma` and answers 500, which this assertion would catch)
         status, body = proxy.chat("qwen2.5-7b", auth=False)
-        assert status in (401, 500) and not vllm.requests, (status, body)
+        assert status == 401 and not vllm.requests, (status, body)
+        assert body["error"]["type"] == "auth_error" and str(body["error"]["code"]) == "401", body
 
         # every alias of the catalog is loaded (nothing silently dropped)
         status, body = proxy.get("/v1/models")
