@@ -13,8 +13,6 @@ is in test_gpu_swap_gateway.py).
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import threading
 import time
@@ -22,7 +20,8 @@ import time
 import pytest
 
 from tests.support.catalog_example import load_example_catalog
-from tests.support.gpu_swap_lab import (DELETE_DELAY, NEVER_READY, READY_DELAY, SMI_GAME, Lab, gpu_backend, recap)
+from tests.support.gpu_swap_lab import (DELETE_DELAY, NEVER_READY, READY_DELAY, SMI_GAME, Lab, gpu_backend, kill_run,
+                                        recap)
 from tests.support.ollama_server import OllamaServer
 from tests.support.openai_backend import OpenAIBackend
 
@@ -68,10 +67,11 @@ def test_every_transition_ends_right_and_repeats_change_nothing(kube, tmp_path):
     assert "--max-model-len" in args and args[args.index("--max-model-len") + 1] == "4096"
     assert args[-6:] == ["--host", "0.0.0.0", "--port", "8000", "--download-dir", "/models/hub"]  # the role's own args kept
     assert lab.deployment("vllm")["metadata"]["annotations"]["ailab.gpu_lab/model"] == "mistral-7b"
-    before = kube.snapshot()
+    before, lease = kube.snapshot(), lab.lease()["metadata"]["resourceVersion"]
     again = lab.swap("vllm")             # bare vllm keeps the model served now: nothing to do
     assert recap(again.stdout)["changed"] == 0 and "nothing to do" in again.stdout
     assert kube.snapshot() == before, "a swap to the current owner wrote to the cluster"
+    assert lab.lease()["metadata"]["resourceVersion"] == lease, "a swap to the current owner took the lock"
     lab.swap("none")
     assert_settled(lab, "none")
     assert not lab.pods("ollama") and not lab.pods("vllm")
@@ -293,8 +293,9 @@ def test_killed_run_is_recovered_by_deploys_entry_point_and_by_the_next_swap(kub
     lab = lab_for(kube, tmp_path, owner="ollama", pod_annotations={"vllm": {READY_DELAY: "30s"}})
     proc = lab.spawn("vllm:qwen2.5-7b", gpu_swap_lease_duration=4)
     wait_phase(lab, "starting", proc)
-    os.killpg(proc.pid, signal.SIGKILL)  # Ctrl-C / lost connection / controller crash between phases
-    proc.wait()
+    kube.wait_for(lambda: lab.replicas()["vllm"] == 1, timeout=60, what="vLLM scaled up")
+    kill_run(proc)  # the controller dies mid-swap: ansible-playbook and the running step
+
     state = lab.state()
     assert state["intent_from"] == "ollama" and state["intent_to"] == "vllm:qwen2.5-7b"
     assert lab.replicas() == {"ollama": 0, "vllm": 1}
@@ -313,8 +314,7 @@ def test_killed_run_is_recovered_by_deploys_entry_point_and_by_the_next_swap(kub
     # Killed again; this time the next gpu_swap run itself rolls back, then does the swap asked for.
     proc = lab.spawn("vllm:qwen2.5-7b", gpu_swap_lease_duration=4)
     wait_phase(lab, "starting", proc)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_run(proc)
     out = lab.swap("none")
     assert "rollback to ollama (recovering the run interrupted in phase starting)" in out.stdout
     assert "swap ollama -> none on node gpu-box" in out.stdout
@@ -331,3 +331,19 @@ def test_two_swaps_at_once_cannot_both_proceed(kube, tmp_path):
     output = first.communicate(timeout=300)[0]
     assert first.returncode == 0, output[-4000:]
     assert_settled(lab, "vllm", "qwen2.5-7b")
+
+
+def test_two_gpu_nodes_the_catalog_entry_or_the_inventory_names_the_node(kube, tmp_path):
+    from tests.support.controlplane import gpu_node  # pylint: disable=import-outside-toplevel
+    kube.add_node(gpu_node("gpu-box-2"))
+    models = CATALOG["gpu_lab_models"] + [dict(SECOND_VLLM, node="gpu-box-2")]
+    lab = lab_for(kube, tmp_path, owner="ollama", models=models)
+    lab.swap("vllm:mistral-7b")  # the catalog entry says where it runs
+    assert_settled(lab, "vllm", "mistral-7b")
+    assert lab.state()["node"] == "gpu-box-2"
+    assert [p["spec"]["nodeName"] for p in lab.pods("vllm")] == ["gpu-box-2"]
+    assert lab.deployment("vllm")["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/hostname"] == "gpu-box-2"
+    lab.swap("ollama", gpu_swap_node="gpu-box")  # explicit in the inventory / -e
+    assert_settled(lab, "ollama")
+    assert lab.state()["node"] == "gpu-box"
+    assert [p["spec"]["nodeName"] for p in lab.pods("ollama")] == ["gpu-box"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import threading
@@ -303,6 +304,37 @@ class Lab:
         """Start the playbook without waiting (for kill and concurrency tests)."""
         return subprocess.Popen(self.argv(target, *args, **extra), cwd=str(REPO), env=self.env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def descendants(pid):
+    """``pid`` and every process below it (from /proc parent links: Ansible's local connection starts
+    modules in sessions of their own, so killing the process group would spare them)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def kill_run(proc):
+    """SIGKILL a spawned playbook run and every process it started (a controller crash)."""
+    for pid in descendants(proc.pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
 
 
 def recap(output):
