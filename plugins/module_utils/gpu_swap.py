@@ -842,6 +842,10 @@ class Swap(object):
         self.renew(force=True)
         self.set_phase("rolling_back")
         keep = previous["owner"] if previous["owner"] != "none" else None
+        if keep == "vllm":
+            dep = self.k.deployment(self.deployments["vllm"], missing_ok=True) or {}
+            if ((dep.get("metadata") or {}).get("annotations") or {}).get(MODEL_ANNOTATION) != previous["model"]:
+                keep = None  # vLLM runs (or was being started with) another model: stop it before changing args
         for owner in BACKENDS:
             if owner == keep:
                 continue
@@ -851,9 +855,9 @@ class Swap(object):
         waited = sum(self.wait_stopped(o, node) for o in BACKENDS if o != keep)
         if previous["owner"] == "vllm" and previous["model"]:
             self.set_vllm_model(previous["model"], node, False)
-        if keep:
-            self.k.scale(self.deployments[keep], 1)
-            waited += self.wait_ready(keep)
+        if previous["owner"] != "none":
+            self.k.scale(self.deployments[previous["owner"]], 1)
+            waited += self.wait_ready(previous["owner"])
         self.commit(previous, node)
         self.phase("rollback to %s%s" % (target_name(previous), " (%s)" % reason if reason else ""), t0, waited)
         return dict(self.report(), changed=True, restored=target_name(previous), attempted=target_name(attempted))
