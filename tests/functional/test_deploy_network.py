@@ -1,7 +1,7 @@
 """What the deploy exposes and what may talk to what, proved on everything the deploy renders.
 
 REAL: ansible-playbook renders the whole deploy playbook for the example lab (render mode, every
-component on, LiteLLM's Postgres too); cyclonus's NetworkPolicy engine (github.com/mattfenwick/
+component on, the optional tracing (Phoenix) and LiteLLM's Postgres too); cyclonus's NetworkPolicy engine (github.com/mattfenwick/
 cyclonus v0.5.6 pkg/matcher, driven by tools/netpol-matrix, built by `make setup`) computes the
 connectivity matrix of the rendered NetworkPolicies. The expected flows are parsed from the table
 in docs/network.md, so the docs and the policies cannot drift apart.
@@ -38,7 +38,7 @@ def objects(tmp_path_factory):
     render = tmp_path_factory.mktemp("deploy") / "rendered"
     run_playbook(PLAYBOOK, "-i", "inventory/example", "-e", "gpu_lab_render_only=true",
                  "-e", f"gpu_lab_render_dir={render}", "-e", "gpu_lab_gpu_owner=vllm:qwen2.5-7b",
-                 "-e", "litellm_postgres_enabled=true")
+                 "-e", "litellm_postgres_enabled=true", "-e", json.dumps({"gpu_lab_components": {"tracing": True}}))
     objs = load_objects(render / "k8s")
     kinds = {o["kind"] for o in objs}
     assert {"Deployment", "Service", "HelmChart", "HelmChartConfig", "Ingress", "NetworkPolicy"} <= kinds, kinds
@@ -147,7 +147,7 @@ def test_every_route_is_on_the_tailnet_name_with_tls(objects):
             assert rule["host"] == TAILNET_NAME
             for path in rule["http"]["paths"]:
                 routes[path["path"]] = (ing["metadata"]["namespace"], path["backend"]["service"]["name"])
-    assert routes == {"/": (LAB, "open-webui"), "/v1": (LAB, "litellm"),
+    assert routes == {"/": (LAB, "open-webui"), "/v1": (LAB, "litellm"), "/phoenix": (LAB, "phoenix"),
                       "/grafana": ("monitoring", "kube-prometheus-stack-grafana")}
     # Grafana knows it lives under /grafana (else its redirects leave the route)
     kps = next(o for o in objects if o["kind"] == "HelmChart" and o["metadata"]["name"] == "kube-prometheus-stack")
@@ -155,6 +155,21 @@ def test_every_route_is_on_the_tailnet_name_with_tls(objects):
     assert server == {"root_url": f"https://{TAILNET_NAME}/grafana/", "serve_from_sub_path": True}
     # no TLS key in the rendered tree
     assert not [o for o in objects if o["kind"] == "Secret"]
+
+
+def test_tracing_sends_litellm_and_open_webui_traces_to_phoenix(objects):
+    def env(name):
+        dep = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == name)
+        return {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+    config = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "litellm-config")
+    settings = yaml.safe_load(next(iter(config["data"].values())))["litellm_settings"]
+    assert settings["callbacks"] == ["prometheus", "otel"]
+    assert {k: env("litellm")[k] for k in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL")} == {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://phoenix:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+    assert env("open-webui")["ENABLE_OTEL"] == "true"
+    assert env("open-webui")["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://phoenix:4317"
+    phoenix_pvc = next(o for o in objects if o["kind"] == "PersistentVolumeClaim" and o["metadata"]["name"] == "phoenix-data")
+    assert phoenix_pvc["metadata"]["labels"]["backup-tier"] == "daily"
 
 
 # -- network policy ------------------------------------------------------------------------------------
@@ -225,13 +240,13 @@ def test_rendered_policies_allow_exactly_the_documented_flows(objects):
     assert {p["metadata"]["namespace"] for p in policies} == {LAB}
     pods = lab_pods(objects)
     names = sorted(p["name"] for p in pods)
-    assert names == ["litellm", "litellm-postgres", "ollama", "open-webui", "qdrant", "vllm"], names
+    assert names == ["litellm", "litellm-postgres", "ollama", "open-webui", "phoenix", "qdrant", "vllm"], names
     peers = pods + [STRAY] + OUTSIDE
     allowed = analyse(policies, peers)
     # Only edges that the lab's policies decide: one end in the lab namespace.
     lab = {p["name"] for p in pods} | {STRAY["name"]}
     allowed = {e for e in allowed if e[0] in lab or e[1] in lab}
-    expected = documented_flows({"postgres"}, names + [STRAY["name"]])
+    expected = documented_flows({"postgres", "tracing"}, names + [STRAY["name"]])
     assert sorted(allowed - expected) == [], "allowed but not in docs/network.md"
     assert sorted(expected - allowed) == [], "in docs/network.md but not allowed"
     # the points the issue names, spelled out
