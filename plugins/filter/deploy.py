@@ -48,6 +48,11 @@ def deploy_selector(name, app_instance=None):
     return _deploy.selector_labels(name, app_instance)
 
 
+def deploy_apply_diff(registered):
+    """The changed objects of a registered kubernetes.core.k8s result with their before/after."""
+    return _deploy.apply_diff(registered)
+
+
 def deploy_gpu_deployment(spec):
     """The Deployment of a GPU backend (shared fields set in one place)."""
     return _deploy.gpu_backend_deployment(spec)
@@ -58,4 +63,4 @@ class FilterModule(object):
 
     def filters(self):
         return dict((f.__name__, _wrap(f)) for f in (
-            deploy_validate, deploy_gpu_owner, deploy_labels, deploy_selector, deploy_gpu_deployment))
+            deploy_validate, deploy_gpu_owner, deploy_labels, deploy_selector, deploy_gpu_deployment, deploy_apply_diff))

@@ -197,6 +197,29 @@ def gpu_backend_deployment(spec):
     }
 
 
+# -- what an apply changed ----------------------------------------------------------------------------
+
+def apply_diff(registered):
+    """The changed objects of a registered kubernetes.core.k8s result, each with its before/after diff.
+
+    k8s reports the diff of a multi-object ``definition`` only per object (nested in
+    ``result.results``), so the default callback shows none; the roles print this list under --diff.
+    """
+    result = (registered or {}).get("result") or {}
+    items = result.get("results") if isinstance(result.get("results"), list) else [registered or {}]
+    changes = []
+    for item in items:
+        if not item.get("changed"):
+            continue
+        obj = item.get("result") or {}
+        meta = obj.get("metadata") or {}
+        name = "/".join(p for p in (obj.get("kind", "?"), meta.get("namespace"), meta.get("name", "?")) if p)
+        diff = item.get("diff") or {}
+        changes.append({"object": name, "method": item.get("method", ""), "before": diff.get("before"),
+                        "after": diff.get("after")})
+    return changes
+
+
 # -- early validation -----------------------------------------------------------------------------
 
 def validate_deploy(inputs):

@@ -212,3 +212,21 @@ def test_labels_filters():
         "app.kubernetes.io/managed-by": "ailab.gpu_lab"}
     assert FILTERS["deploy_selector"]("qdrant", "lab2") == {"app.kubernetes.io/name": "qdrant",
                                                             "app.kubernetes.io/instance": "lab2"}
+
+
+def test_apply_diff_lists_only_the_changed_objects_of_a_multi_object_apply():
+    registered = {"changed": True, "result": {"results": [
+        {"changed": True, "method": "update", "diff": {"before": {"data": {"a": "1"}}, "after": {"data": {"a": "2"}}},
+         "result": {"kind": "ConfigMap", "metadata": {"name": "one", "namespace": "ai-lab"}}},
+        {"changed": False, "method": "update", "diff": {},
+         "result": {"kind": "ConfigMap", "metadata": {"name": "two", "namespace": "ai-lab"}}},
+        {"changed": True, "method": "create", "result": {"kind": "PersistentVolume", "metadata": {"name": "pv"}}},
+    ]}}
+    assert FILTERS["deploy_apply_diff"](registered) == [
+        {"object": "ConfigMap/ai-lab/one", "method": "update", "before": {"data": {"a": "1"}}, "after": {"data": {"a": "2"}}},
+        {"object": "PersistentVolume/pv", "method": "create", "before": None, "after": None},
+    ]
+    # a single-object apply has no nested results
+    assert FILTERS["deploy_apply_diff"]({"changed": True, "method": "patch", "diff": {"before": 1, "after": 2},
+                                         "result": {"kind": "Namespace", "metadata": {"name": "ai-lab"}}}) == [
+        {"object": "Namespace/ai-lab", "method": "patch", "before": 1, "after": 2}]
