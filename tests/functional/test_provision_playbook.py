@@ -32,6 +32,8 @@ def _env():
     env["ANSIBLE_FORCE_COLOR"] = "0"
     env["ANSIBLE_NOCOLOR"] = "1"
     env.pop("ANSIBLE_STDOUT_CALLBACK", None)
+    # the stand_in_host connection (local under another name) for the reboot test
+    env["ANSIBLE_CONNECTION_PLUGINS"] = os.path.join(REPO, "tests", "support", "connection_plugins")
     return env
 
 
@@ -128,6 +130,25 @@ def test_apply_then_idempotent_then_driver_change_needs_a_reboot(lab):
     assert os.path.realpath(lab.root + "/run/booted-system") == installed
     phases = [json.loads(line)["phase"] for line in open(lab.root + "/var/lib/gpu-lab/provision/switch.log")]
     assert phases == ["switching", "switched", "confirmed"] * 2
+
+
+def test_reboot_when_asked_boots_the_new_generation_once(lab):
+    """provision_reboot=true after a driver change. The REAL ansible.builtin.reboot action runs (over the
+    tests' stand_in_host connection: it refuses `local`, which would reboot this machine): it finds
+    shutdown in the new system's sw/bin, runs it (the stand-in "boots" the current system) and waits
+    until /run/booted-system names another system. The next run needs no reboot and does none."""
+    installed = lab.current()
+    first = run_playbook("-i", lab.inventory, "-e", "provision_reboot=true", "-e", "ansible_connection=stand_in_host")
+    assert "reboot needed (kernel-modules changed): done" in first.stdout, first.stdout[-3000:]
+    assert lab.current() != installed
+    assert os.path.realpath(lab.root + "/run/booted-system") == lab.current()
+    with open(lab.root + "/run/shutdown.log") as handle:
+        assert [json.loads(line) for line in handle] == [["-r", "0", "ailab.gpu_lab provision: kernel-modules changed"]]
+    second = run_playbook("-i", lab.inventory, "-e", "provision_reboot=true", "-e", "ansible_connection=stand_in_host")
+    changed = [line for line in second.stdout.splitlines() if line.startswith(("TASK", "changed"))]
+    assert recap(second.stdout)["changed"] == 0 and "no reboot needed" in second.stdout, changed
+    with open(lab.root + "/run/shutdown.log") as handle:
+        assert len(handle.readlines()) == 1
 
 
 def test_failed_activation_rolls_back_and_fails_the_run(lab):

@@ -20,6 +20,10 @@ small programs with the same command lines and the same effects on the same kind
                                                 etc/rancher/k3s/k3s.yaml (127.0.0.1:6443);
                                                 exits 4 for a system built from a flake
                                                 containing FAKE-ACTIVATION-FAILS.
+  <system>/sw/bin/shutdown -r DELAY [MESSAGE]   "reboot": point run/booted-system at what
+                                                run/current-system points at (the generation a
+                                                real reboot boots), log the call to
+                                                run/shutdown.log; refuses anything but -r.
 
 REAL: nix-instantiate, the rendered files, the role's switch script (run under python3).
 
@@ -122,6 +126,7 @@ def make_system(root, name, key, kernel_key, modules_key, fail_activation=False)
         os.path.join(system, "kernel-modules"))
     _wrapper(os.path.join(system, "bin/switch-to-configuration"), root, "switch-to-configuration", system)
     _wrapper(os.path.join(system, "sw/bin/nix-env"), root, "nix-env")
+    _wrapper(os.path.join(system, "sw/bin/shutdown"), root, "shutdown")
     with open(os.path.join(system, "nixos-version"), "w") as handle:
         handle.write("fake\n")
     if fail_activation:
@@ -285,6 +290,16 @@ def cmd_switch_to_configuration(root, args):
     return 0
 
 
+def cmd_shutdown(root, args):
+    if not args or args[0] != "-r":
+        sys.stderr.write("fake shutdown: only a reboot (-r) is emulated, got %r\n" % (args,))
+        return 2
+    with open(os.path.join(root, "run/shutdown.log"), "a") as handle:
+        handle.write(json.dumps(args) + "\n")
+    _ln(os.path.realpath(os.path.join(root, "run/current-system")), os.path.join(root, "run/booted-system"))
+    return 0
+
+
 def main(argv):
     if len(argv) >= 2 and argv[0] == "init":
         print(init(argv[1]))
@@ -300,6 +315,7 @@ def main(argv):
         "nix-env": cmd_nix_env,
         "nixos-generate-config": cmd_nixos_generate_config,
         "systemd-run": cmd_systemd_run,
+        "shutdown": cmd_shutdown,
     }.get(command)
     if handler is None:
         sys.stderr.write("unknown fake command %r\n" % command)
