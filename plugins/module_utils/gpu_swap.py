@@ -31,15 +31,26 @@ import datetime
 import json
 import os
 import socket
+import ssl
+import tempfile
 import time
 import uuid
+
+try:
+    from http import client as http_client
+    from urllib.parse import urlencode, urlsplit
+except ImportError:  # pragma: no cover - Python 2 is not supported by this collection
+    http_client = None
+
+try:
+    import yaml
+except ImportError:  # pragma: no cover - PyYAML comes with ansible-core
+    yaml = None
 
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import catalog as cat
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import gpu_capacity as cap
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import kube
 
-ApiException = kube.ApiException
-Urllib3HTTPError = kube.Urllib3HTTPError
 
 STATE_CONFIGMAP = "gpu-lab-state"
 LEASE_NAME = "gpu-lab-swap"
@@ -283,6 +294,161 @@ def holder_identity():
 
 
 # ---------------------------------------------------------------- cluster access
+class ApiStatus(Exception):
+    """An HTTP error answer of the API server (``status``, ``reason``, ``body``), like ApiException."""
+
+    def __init__(self, status, reason, body):
+        super(ApiStatus, self).__init__("(%s) %s" % (status, reason))
+        self.status, self.reason, self.body = status, reason, body
+
+
+class _Unsupported(Exception):
+    """A kubeconfig the light transport does not speak (exec plugin, auth provider, ...)."""
+
+
+class LightTransport(object):
+    """HTTP(S) to the API server with what a k3s kubeconfig holds: server, CA, client certificate or token.
+
+    Every swap step is a new process; importing the kubernetes library costs seconds of it on a
+    busy small machine, so the common kubeconfigs are spoken directly (stdlib ``http.client`` +
+    ``ssl``). Anything else (exec plugins, auth providers, basic auth, ``tls-server-name``, or the
+    module's ``host``/``api_key``/``ca_cert``/``validate_certs`` overrides) uses ``LibraryTransport``.
+    """
+
+    def __init__(self, path, context=None, timeout=15):
+        if yaml is None or http_client is None:
+            raise _Unsupported("PyYAML missing")
+        with open(path) as handle:
+            config = yaml.safe_load(handle) or {}
+
+        def named(kind, name):
+            for item in config.get(kind) or []:
+                if item.get("name") == name:
+                    return item.get(kind[:-1]) or {}
+            raise _Unsupported("%s %r not in the kubeconfig" % (kind[:-1], name))
+        ctx = named("contexts", context or config.get("current-context"))
+        cluster, user = named("clusters", ctx.get("cluster")), named("users", ctx.get("user"))
+        if set(user) - set(["client-certificate-data", "client-key-data", "client-certificate", "client-key", "token"]) \
+                or set(cluster) - set(["server", "certificate-authority-data", "certificate-authority",
+                                       "insecure-skip-tls-verify"]):
+            raise _Unsupported("kubeconfig options beyond certificates and tokens")
+        url = urlsplit(cluster["server"])
+        self.host = cluster["server"]
+        self.scheme, self.netloc = url.scheme, url.netloc
+        self.prefix = url.path.rstrip("/")
+        self.timeout = timeout
+        self.headers = {"Authorization": "Bearer %s" % user["token"]} if user.get("token") else {}
+        self.context = None
+        if self.scheme == "https":
+            self.context = self._ssl(cluster, user)
+        self.conn = None
+
+    @staticmethod
+    def _ssl(cluster, user):
+        context = ssl.create_default_context()
+        if cluster.get("insecure-skip-tls-verify"):
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        elif cluster.get("certificate-authority-data"):
+            context.load_verify_locations(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode("ascii"))
+        elif cluster.get("certificate-authority"):
+            context.load_verify_locations(cafile=os.path.expanduser(cluster["certificate-authority"]))
+        if user.get("client-certificate-data") and user.get("client-key-data"):
+            directory = tempfile.mkdtemp(prefix="gpu_swap-")  # mode 0700: the key never leaves it readable
+            cert, key = os.path.join(directory, "cert"), os.path.join(directory, "key")
+            try:
+                for name, field in ((cert, "client-certificate-data"), (key, "client-key-data")):
+                    with os.fdopen(os.open(name, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as handle:
+                        handle.write(base64.b64decode(user[field]))
+                context.load_cert_chain(cert, key)
+            finally:
+                for name in (cert, key):
+                    if os.path.exists(name):
+                        os.unlink(name)
+                os.rmdir(directory)
+        elif user.get("client-certificate") and user.get("client-key"):
+            context.load_cert_chain(os.path.expanduser(user["client-certificate"]), os.path.expanduser(user["client-key"]))
+        return context
+
+    def request(self, verb, path, query, headers, body):
+        """Return (status, reason, bytes); connection problems raise OSError / HTTPException."""
+        target = self.prefix + path + ("?" + urlencode(query) if query else "")
+        data = json.dumps(body).encode("utf-8") if body is not None else None
+        hdrs = dict(self.headers)
+        hdrs.update(headers)
+        if self.conn is None:
+            if self.scheme == "https":
+                self.conn = http_client.HTTPSConnection(self.netloc, timeout=self.timeout, context=self.context)
+            else:
+                self.conn = http_client.HTTPConnection(self.netloc, timeout=self.timeout)
+        try:
+            self.conn.request(verb, target, body=data, headers=hdrs)
+            resp = self.conn.getresponse()
+            return resp.status, resp.reason, resp.read()
+        except Exception:
+            self.conn.close()
+            self.conn = None
+            raise
+
+
+class LibraryTransport(object):
+    """The same requests through the kubernetes library's ApiClient (every kubeconfig it supports)."""
+
+    def __init__(self, params):
+        self.client = kube.api_client(params)
+        self.host = self.client.configuration.host
+
+    def request(self, verb, path, query, headers, body):
+        try:
+            request = self.client.param_serialize(method=verb, resource_path=path, query_params=query,
+                                                  header_params=headers, body=body, auth_settings=["BearerToken"])
+            resp = self.client.call_api(*request, _request_timeout=15)
+            return resp.status, resp.reason, resp.read()
+        except kube.ApiException as exc:  # status 0: the library's word for a connection problem
+            if not getattr(exc, "status", 0):
+                raise ConnectionError(str(exc))
+            raise ApiStatus(exc.status, exc.reason, exc.body)
+        except kube.Urllib3HTTPError as exc:
+            raise ConnectionError(str(exc))
+
+
+def transport(params):
+    """The light transport for a plain kubeconfig, else the kubernetes library's."""
+    if params.get("kubeconfig") and not any(params.get(k) for k in ("host", "api_key", "ca_cert")) \
+            and params.get("validate_certs") is None:
+        path = os.path.expanduser(params["kubeconfig"])
+        if not os.path.exists(path):
+            raise SwapError("kubeconfig %s does not exist. Pass kubeconfig= (or K8S_AUTH_KUBECONFIG) pointing at the file "
+                            "that the provision playbook fetched (default ~/.kube/gpu_lab/<host>.yaml)." % path)
+        try:
+            return LightTransport(path, params.get("context"))
+        except (_Unsupported, KeyError, TypeError, ValueError, AttributeError):
+            pass
+    if not kube.HAS_KUBERNETES:
+        raise SwapError("the kubernetes Python library is needed for this kubeconfig (pip install kubernetes)")
+    try:
+        return LibraryTransport(params)
+    except kube.KubeError as exc:
+        raise SwapError(str(exc))
+
+
+def describe_status(status, reason, body, host, action):
+    """kube.describe_api_error's wording for an HTTP error answer."""
+    detail = ""
+    try:
+        detail = json.loads(body).get("message", "")
+    except (TypeError, ValueError, AttributeError):
+        detail = (reason or "").strip()
+    if status == 401:
+        return ("Kubernetes API at %s rejected the credentials (401 Unauthorized) while trying to %s: the token or client "
+                "certificate in the kubeconfig is wrong or expired; re-run the provision playbook to fetch a fresh "
+                "kubeconfig." % (host, action))
+    if status == 403:
+        return ("Kubernetes API at %s refused to %s (403 Forbidden): %s. The kubeconfig user needs permission for this; "
+                "the k3s admin kubeconfig has it." % (host, action, detail))
+    return "Kubernetes API at %s answered %s while trying to %s: %s" % (host, status, action, detail)
+
+
 class Cluster(object):
     """Reads and writes of the swap, with transient API errors retried for ``retry_timeout`` seconds.
 
@@ -291,9 +457,9 @@ class Cluster(object):
     is raised at once as ``SwapError`` with a sentence naming the object.
     """
 
-    def __init__(self, api_client, namespace, retry_timeout=30.0, clock=time.monotonic, sleep=time.sleep):
-        self.client = api_client
-        self.host = api_client.configuration.host
+    def __init__(self, http, namespace, retry_timeout=30.0, clock=time.monotonic, sleep=time.sleep):
+        self.http = http
+        self.host = http.host
         self.namespace = namespace
         self.retry_timeout = retry_timeout
         self.clock = clock
@@ -303,9 +469,8 @@ class Cluster(object):
     def call(self, api, method, action, missing_ok=False, conflict_ok=False, content_type=None, **kwargs):
         """One API request by route name (``_ROUTES``); returns the JSON answer as dicts.
 
-        ``api`` is the typed API class name the route belongs to (kept for gpu_capacity's listing
-        callback); the request itself is made through ``ApiClient.call_api`` on the raw path, which
-        spares each module run loading the typed API classes (seconds on a busy 2-core machine).
+        ``api`` is the typed API class name the route belongs to in the kubernetes library (kept so
+        that gpu_capacity's listing callback can be served); the request goes to the raw path.
         """
         verb, path = _ROUTES[method]
         path = path.format(namespace=kwargs.pop("namespace", self.namespace), name=kwargs.pop("name", ""))
@@ -318,25 +483,22 @@ class Cluster(object):
         delay = 0.2
         while True:
             try:
-                request = self.client.param_serialize(method=verb, resource_path=path, query_params=query,
-                                                      header_params=headers, body=body, auth_settings=["BearerToken"])
-                resp = self.client.call_api(*request, _request_timeout=15)
-                raw = resp.read()
-                if resp.status < 400:
+                status, reason, raw = self.http.request(verb, path, query, headers, body)
+                if status < 400:
                     return json.loads(raw or b"{}")
-                raise ApiException(status=resp.status, reason=resp.reason, body=raw.decode("utf-8", "replace"))
-            except ApiException as exc:
-                status = getattr(exc, "status", None) or 0
-                if status == 404 and missing_ok:
+                raise ApiStatus(status, reason, raw.decode("utf-8", "replace"))
+            except ApiStatus as exc:
+                if exc.status == 404 and missing_ok:
                     return None
-                if status == 409 and conflict_ok:
+                if exc.status == 409 and conflict_ok:
                     return "conflict"
-                if status not in _TRANSIENT or self.clock() >= deadline:
-                    raise SwapError(kube.describe_api_error(exc, self.host, action))
-            except (Urllib3HTTPError, OSError) as exc:
+                if exc.status not in _TRANSIENT or self.clock() >= deadline:
+                    raise SwapError(describe_status(exc.status, exc.reason, exc.body, self.host, action))
+            except (OSError, http_client.HTTPException) as exc:
                 if self.clock() >= deadline:
-                    raise SwapError(kube.describe_api_error(exc, self.host, action)
-                                    + " (retried for %ss)" % self.retry_timeout)
+                    raise SwapError("Kubernetes API at %s is unreachable while trying to %s (%s, retried for %ss). Is the "
+                                    "cluster up, and is the kubeconfig's server reachable from here (over the tailnet)?"
+                                    % (self.host, action, exc.__class__.__name__, self.retry_timeout))
             self.api_retries += 1
             self.sleep(delay)
             delay = min(delay * 2, 2.0)

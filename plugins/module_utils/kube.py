@@ -17,27 +17,60 @@ import os
 
 from ansible.module_utils.basic import env_fallback
 
-try:
-    from kubernetes import client as k8s_client
-    from kubernetes import config as k8s_config
-    from kubernetes.client.rest import ApiException
-    from kubernetes.config.config_exception import ConfigException
-    from urllib3.exceptions import HTTPError as Urllib3HTTPError
+# The kubernetes library is imported on first use (PEP 562 ``__getattr__`` below): loading it
+# costs seconds on a busy small machine, and a module run that needs no API (gpu_capacity with
+# sources=[nvidia-smi] on the GPU host, gpu_swap's own light transport) should not pay for it.
+_LAZY = ("k8s_client", "k8s_config", "ApiException", "ConfigException", "Urllib3HTTPError",
+         "HAS_KUBERNETES", "KUBERNETES_IMPORT_ERROR")
 
-    HAS_KUBERNETES = True
-    KUBERNETES_IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - exercised only without the library
-    HAS_KUBERNETES = False
-    KUBERNETES_IMPORT_ERROR = exc
 
-    class ApiException(Exception):  # noqa: D401 - placeholder so except clauses stay valid
-        """Stand-in when the kubernetes library is missing."""
+class _MissingApiException(Exception):
+    """Stand-in when the kubernetes library is missing, so except clauses stay valid."""
 
-    class ConfigException(Exception):
-        """Stand-in when the kubernetes library is missing."""
 
-    class Urllib3HTTPError(Exception):
-        """Stand-in when urllib3 is missing."""
+class _MissingConfigException(Exception):
+    """Stand-in when the kubernetes library is missing."""
+
+
+class _MissingUrllib3HTTPError(Exception):
+    """Stand-in when urllib3 is missing."""
+
+
+class _Library(object):
+    """The kubernetes library's names this module uses (or stand-ins when it is missing)."""
+
+    def __init__(self):
+        try:
+            from kubernetes import client as k8s_client
+            from kubernetes import config as k8s_config
+            from kubernetes.client.rest import ApiException
+            from kubernetes.config.config_exception import ConfigException
+            from urllib3.exceptions import HTTPError as Urllib3HTTPError
+        except ImportError as exc:  # pragma: no cover - exercised only without the library
+            self.k8s_client = self.k8s_config = None
+            self.ApiException, self.ConfigException = _MissingApiException, _MissingConfigException
+            self.Urllib3HTTPError = _MissingUrllib3HTTPError
+            self.KUBERNETES_IMPORT_ERROR, self.HAS_KUBERNETES = exc, False
+            return
+        self.k8s_client, self.k8s_config = k8s_client, k8s_config
+        self.ApiException, self.ConfigException, self.Urllib3HTTPError = ApiException, ConfigException, Urllib3HTTPError
+        self.KUBERNETES_IMPORT_ERROR, self.HAS_KUBERNETES = None, True
+
+
+_LIBRARY = []
+
+
+def _load():
+    """Import the kubernetes library once; return its names."""
+    if not _LIBRARY:
+        _LIBRARY.append(_Library())
+    return _LIBRARY[0]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(_load(), name)
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
 KUBE_ARG_SPEC = dict(
@@ -56,7 +89,8 @@ class KubeError(Exception):
 
 def api_client(params):
     """Build a ``kubernetes.client.ApiClient`` from module params (kubeconfig, context, host, ...)."""
-    configuration = k8s_client.Configuration()
+    lib = _load()
+    configuration = lib.k8s_client.Configuration()
     kubeconfig = params.get("kubeconfig")
     if kubeconfig or not params.get("host"):
         path = os.path.expanduser(kubeconfig or os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0])
@@ -65,8 +99,8 @@ def api_client(params):
                 "kubeconfig %s does not exist. Pass kubeconfig= (or K8S_AUTH_KUBECONFIG) pointing at the file that "
                 "the provision playbook fetched (default ~/.kube/gpu_lab/<host>.yaml)." % path)
         try:
-            k8s_config.load_kube_config(config_file=path, context=params.get("context"), client_configuration=configuration)
-        except (ConfigException, ValueError, TypeError) as exc:
+            lib.k8s_config.load_kube_config(config_file=path, context=params.get("context"), client_configuration=configuration)
+        except (lib.ConfigException, ValueError, TypeError) as exc:
             raise KubeError("cannot load kubeconfig %s%s: %s" % (
                 path, " (context %s)" % params["context"] if params.get("context") else "", exc))
     if params.get("host"):
@@ -78,12 +112,13 @@ def api_client(params):
     if params.get("ca_cert"):
         configuration.ssl_ca_cert = params["ca_cert"]
     configuration.retries = 1
-    return k8s_client.ApiClient(configuration)
+    return lib.k8s_client.ApiClient(configuration)
 
 
 def describe_api_error(exc, host, action):
     """Turn a client exception into a sentence an operator can act on."""
-    if isinstance(exc, ApiException):
+    lib = _load()
+    if isinstance(exc, lib.ApiException):
         status = getattr(exc, "status", None)
         detail = ""
         try:
@@ -100,7 +135,7 @@ def describe_api_error(exc, host, action):
         if status == 404:
             return "Kubernetes API at %s has no such object or API while trying to %s: %s" % (host, action, detail)
         return "Kubernetes API at %s answered %s while trying to %s: %s" % (host, status, action, detail)
-    if isinstance(exc, (Urllib3HTTPError, OSError)):
+    if isinstance(exc, (lib.Urllib3HTTPError, OSError)):
         return ("Kubernetes API at %s is unreachable while trying to %s (%s). Is the cluster up, and is the "
                 "kubeconfig's server reachable from here (over the tailnet)?" % (host, action, exc.__class__.__name__))
     return "Kubernetes API at %s: %s while trying to %s" % (host, exc, action)
@@ -111,8 +146,9 @@ def call_json(client, api, method, action, **kwargs):
 
     Raw JSON keeps the API's own field names (camelCase), as kubectl and kubernetes.core show them.
     """
+    lib = _load()
     try:
-        response = getattr(getattr(k8s_client, api)(client), method)(_preload_content=False, _request_timeout=30, **kwargs)
+        response = getattr(getattr(lib.k8s_client, api)(client), method)(_preload_content=False, _request_timeout=30, **kwargs)
         return json.loads(response.data)
-    except (ApiException, Urllib3HTTPError, OSError) as exc:
+    except (lib.ApiException, lib.Urllib3HTTPError, OSError) as exc:
         raise KubeError(describe_api_error(exc, client.configuration.host, action))

@@ -231,7 +231,7 @@ state:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import kube
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import gpu_swap as gs
@@ -271,11 +271,9 @@ def main():
                            required_if=[("step", "begin", ["target"]), ("step", "start", ["target", "holder"]),
                                         ("step", "stop", ["holder"])])
     p = module.params
-    if not kube.HAS_KUBERNETES:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=str(kube.KUBERNETES_IMPORT_ERROR))
     try:
-        cluster = gs.Cluster(kube.api_client(p), p["namespace"], retry_timeout=p["api_retry_timeout"])
-    except kube.KubeError as exc:
+        cluster = gs.Cluster(gs.transport(p), p["namespace"], retry_timeout=p["api_retry_timeout"])
+    except gs.SwapError as exc:
         module.fail_json(msg=str(exc))
     swap = gs.Swap(cluster, p, check_mode=module.check_mode)
     try:
