@@ -60,7 +60,7 @@ INTENT_KEYS = ("intent_from", "intent_to", "intent_phase", "intent_holder", "int
 # Phases recorded in intent_phase, in order. Only "committing" (target verified, only the record
 # left to write) is completed by a recovering run; every earlier phase is rolled back.
 PHASES = ("begun", "stopping", "stopped", "starting", "verifying", "committing", "rolling_back")
-MODEL_ANNOTATION = "ailab.gpu_lab/model"
+MODEL_ANNOTATION = "ailab.gpu-lab/model"
 _TRANSIENT = (0, 429, 500, 502, 503, 504)
 _NS = "/api/v1/namespaces/{namespace}"
 _APPS = "/apis/apps/v1/namespaces/{namespace}/deployments/{name}"

@@ -59,8 +59,8 @@ def gpu_backend(name, namespace, replicas, args=None, model=None, pod_annotation
     meta = {"name": name, "namespace": namespace, "labels": labels(name)}
     template_meta = {"labels": labels(name), "annotations": dict(pod_annotations or {})}
     if model is not None:
-        meta["annotations"] = {"ailab.gpu_lab/model": model}
-        template_meta["annotations"]["ailab.gpu_lab/model"] = model
+        meta["annotations"] = {"ailab.gpu-lab/model": model}
+        template_meta["annotations"]["ailab.gpu-lab/model"] = model
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
             "spec": {"replicas": replicas, "strategy": {"type": strategy},
                      "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
@@ -231,6 +231,15 @@ class Lab:
         return any(not p["metadata"].get("deletionTimestamp") and any(
             c["type"] == "Ready" and c["status"] == "True" for c in (p.get("status") or {}).get("conditions") or [])
             for p in self.pods(name))
+
+    def snapshot(self):
+        """resourceVersion of everything gpu_swap may write (both Deployments, the state ConfigMap, the
+        Lease, every Secret/Service/ConfigMap of the namespace) and the pod names: equal means no write."""
+        seen = [(kind, o["metadata"]["name"], o["metadata"]["resourceVersion"])
+                for kind, version in (("Deployment", "apps/v1"), ("ConfigMap", "v1"), ("Service", "v1"), ("Secret", "v1"),
+                                      ("Lease", "coordination.k8s.io/v1"))
+                for o in self.kube.list(kind, api_version=version)]
+        return sorted(seen) + sorted(("Pod", p["metadata"]["name"], "") for p in self.kube.pods())
 
     def vllm_args(self):
         return self.deployment("vllm")["spec"]["template"]["spec"]["containers"][0].get("args")
