@@ -19,16 +19,19 @@ BIN = Path(sys.executable).parent
 EXAMPLE_VARS = sorted((REPO / "inventory" / "example" / "group_vars" / "gpu_lab").glob("*.yml"))
 
 
-def render_roles(out_dir: Path, roles: list[str], extra_vars: dict | None = None, timeout: int = 600) -> Path:
-    """Run each role with ``<role>_state: rendered`` and ``<role>_render_dir: out_dir/<role>``."""
+def render_roles(out_dir: Path, roles: list[str], extra_vars: dict | None = None, timeout: int = 600,
+                 expect_failure: bool = False):
+    """Run each role with ``<role>_state: rendered`` and ``<role>_render_dir: out_dir/<role>``.
+
+    Returns out_dir; with ``expect_failure`` the failed run's output instead (and fails if it passed)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    play_vars = {"ansible_python_interpreter": sys.executable}
-    play_vars.update(extra_vars or {})
+    # extra_vars go in as role vars: they must win over the example inventory's files (vars_files).
     play = [{"hosts": "localhost", "gather_facts": False, "connection": "local",
-             "vars_files": [str(p) for p in EXAMPLE_VARS], "vars": play_vars,
+             "vars_files": [str(p) for p in EXAMPLE_VARS], "vars": {"ansible_python_interpreter": sys.executable},
              "roles": [{"role": f"ailab.gpu_lab.{role}",
-                        "vars": {f"{role}_state": "rendered", f"{role}_render_dir": str(out_dir / role)}}
+                        "vars": dict(extra_vars or {}, **{f"{role}_state": "rendered",
+                                                          f"{role}_render_dir": str(out_dir / role)})}
                        for role in roles]}]
     path = out_dir / "render-play.yml"
     path.write_text(yaml.safe_dump(play, sort_keys=False))
@@ -36,6 +39,9 @@ def render_roles(out_dir: Path, roles: list[str], extra_vars: dict | None = None
                ANSIBLE_LOCAL_TEMP=str(out_dir / ".ansible-tmp"), PATH=f"{BIN}:{os.environ.get('PATH', '')}")
     proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", str(path)], cwd=str(REPO), env=env,
                           capture_output=True, text=True, timeout=timeout, check=False)
+    if expect_failure:
+        assert proc.returncode != 0, f"rendering {roles} was expected to fail:\n{proc.stdout[-3000:]}"
+        return proc.stdout + proc.stderr
     if proc.returncode != 0:
         raise AssertionError(f"rendering {roles} failed:\n{proc.stdout[-6000:]}{proc.stderr[-2000:]}")
     return out_dir
