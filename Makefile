@@ -19,12 +19,12 @@ export ANSIBLE_LOCAL_TEMP := $(CURDIR)/.cache/ansible-tmp
 export AILAB_LITELLM_VENV := $(LITELLM_VENV)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test setup system-deps lint build sanity pytest molecule bench bench-swap bench-deploy demo clean
+.PHONY: test setup system-deps controlplane lint build sanity pytest molecule bench bench-swap bench-deploy demo clean
 
 test: setup lint build sanity pytest molecule
 	@echo "make test: all checks passed"
 
-setup: $(VENV)/.stamp $(LITELLM_VENV)/.stamp $(COLL_LINK) system-deps
+setup: $(VENV)/.stamp $(LITELLM_VENV)/.stamp $(COLL_LINK) system-deps controlplane
 
 # A venv is rebuilt only when its requirements file changes (stamp holds its hash).
 $(VENV)/.stamp: requirements/dev.txt
@@ -44,6 +44,11 @@ $(COLL_LINK):
 
 system-deps:
 	bash tools/system-deps.sh
+
+# The real Kubernetes control plane the tests run (docs/testing.md): built once per pinned
+# version from the Go module proxy into ~/.cache/ailab-gpu_lab, linked as .cache/controlplane.
+controlplane:
+	bash tools/controlplane/build.sh
 
 lint: setup
 	ansible-lint --offline --profile production

@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: the Kubernetes emulator and a helper to run playbooks."""
+"""Fixtures shared by every test: the real Kubernetes control plane and a helper to run playbooks."""
 
 from __future__ import annotations
 
@@ -8,20 +8,33 @@ import sys
 
 import pytest
 
-from tests.support.kube_emulator import KubeEmulator, gpu_node
+from tests.support.controlplane import ControlPlane
+from tests.support.kube_ns import KubeNamespace
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.dirname(sys.executable)
 
 
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory):
+    """The real control plane (tests/support/controlplane.py), one per pytest process: etcd,
+    kube-apiserver, kube-controller-manager, kube-scheduler, kwok; node gpu-box (nvidia.com/gpu: 1)."""
+    cp = ControlPlane(str(tmp_path_factory.mktemp("controlplane")))
+    cp.start()
+    print(f"\ncontrol plane ready in {cp.startup_seconds:.1f}s ({cp.server})")
+    yield cp
+    cp.stop()
+
+
 @pytest.fixture
-def kube(tmp_path):
-    """A started Kubernetes emulator: node gpu-node-1 (nvidia.com/gpu: 1), namespace ai-lab."""
-    emu = KubeEmulator(nodes=[gpu_node("gpu-node-1")], workdir=str(tmp_path),
-                       objects=[{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ai-lab"}}])
-    emu.start()
-    yield emu
-    emu.stop()
+def kube(control_plane):
+    """A fresh namespace on the shared control plane (``kube.namespace``, ``kube.kubeconfig``).
+
+    Tests of one pytest process run one at a time, so the GPU node is theirs alone: at teardown the
+    namespace is deleted and its pods are force-deleted, freeing the GPU for the next test."""
+    ns = KubeNamespace.create(control_plane)
+    yield ns
+    ns.cleanup()
 
 
 def run_playbook(playbook, *args, extra_env=None, check=True, timeout=600):

@@ -1,135 +1,122 @@
-"""gpu_capacity through real Ansible against the Kubernetes API emulator.
+"""gpu_capacity through real Ansible against the real Kubernetes control plane.
 
-Real: Ansible, the module and its argument spec, the kubernetes client library.
-Emulated: the Kubernetes API server and its controllers/scheduler (tests/support/kube_emulator.py),
-and, for the host view, nvidia-smi (a script printing outputs transcribed from real drivers).
+Real: Ansible, the module and its argument spec, the kubernetes client library, kube-apiserver,
+the Deployment/ReplicaSet controllers and kube-scheduler (which binds GPU pods, leaves a second
+one Pending as Unschedulable, and keeps counting a Terminating pod's GPU until it is deleted).
+Emulated: the kubelet (kwok marks pods Running/Ready and deletes Terminating pods after the
+``kwok.ailab.test/delete-delay`` annotation), and, for the host view, nvidia-smi (a script).
 """
 
 from __future__ import annotations
 
-import os
 import pathlib
 import stat
-import threading
 
-import pytest
 import yaml
 
 from tests.support.ansible_run import run_module
-from tests.support.kube_emulator import KubeEmulator, gpu_node
+from tests.support.controlplane import DEFAULT_NODE, gpu_node
 from tests.support.serve import free_port
 
-NS = "ai-lab"
 SMI_CASES = {c["id"]: c for c in yaml.safe_load((pathlib.Path(__file__).parents[1] / "unit/data/nvidia_smi_cases.yml").read_text())}
 
 
-def gpu_deployment(name, gpus=1, resource="nvidia.com/gpu", node_selector=None, strategy="Recreate"):
+def gpu_deployment(name, gpus=1, resource="nvidia.com/gpu", node_selector=None, annotations=None):
     spec = {"containers": [{"name": name, "image": f"example/{name}", "resources": {"limits": {resource: gpus}}}]}
     if node_selector:
         spec["nodeSelector"] = node_selector
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NS},
-            "spec": {"replicas": 1, "strategy": {"type": strategy}, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}}, "spec": spec}}}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": 1, "strategy": {"type": "Recreate"}, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}, "annotations": annotations or {}},
+                                  "spec": spec}}}
 
 
-def running_pods(emu, app):
-    return [p for p in emu.list("Pod", NS) if p["metadata"].get("labels", {}).get("app") == app
-            and p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
-
-
-def capacity(emu, **args):
-    return run_module("ailab.gpu_lab.gpu_capacity", dict({"kubeconfig": emu.kubeconfig}, **args))
+def capacity(kube, **args):
+    return run_module("ailab.gpu_lab.gpu_capacity", dict({"kubeconfig": kube.kubeconfig}, **args))
 
 
 def test_reports_holder_then_requirement_fails_naming_it(kube):
-    kube.load(gpu_deployment("ollama"))
-    kube.wait_for(lambda e: running_pods(e, "ollama"))
+    kube.apply(gpu_deployment("ollama"))
+    kube.wait_for(lambda: kube.pods("app=ollama", running=True), what="ollama Running")
     result, _ = capacity(kube)
     assert not result.get("failed") and result["changed"] is False
     node = result["nodes"][0]
-    assert (node["name"], node["capacity"], node["allocatable"], node["requested"], node["free"]) == ("gpu-node-1", 1, 1, 1, 0)
+    assert (node["name"], node["capacity"], node["allocatable"], node["requested"], node["free"]) == (DEFAULT_NODE, 1, 1, 1, 0)
     holder = node["holders"][0]
     assert holder["workload"] == {"kind": "Deployment", "name": "ollama"} and holder["phase"] == "Running"
     assert holder["terminating"] is False and holder["amount"] == 1 and holder["name"].startswith("ollama-")
-    result, _ = capacity(kube, node="gpu-node-1", require_free=1)
+    result, _ = capacity(kube, node=DEFAULT_NODE, require_free=1)
     assert result["failed"] is True
-    assert "1 nvidia.com/gpu required free on node gpu-node-1" in result["msg"]
-    assert f"{NS}/{holder['name']} (Deployment ollama, Running, 1)" in result["msg"]
+    assert f"1 nvidia.com/gpu required free on node {DEFAULT_NODE}" in result["msg"]
+    assert f"{kube.namespace}/{holder['name']} (Deployment ollama, Running, 1)" in result["msg"]
 
 
 def test_pending_pod_is_reported_with_scheduler_reason(kube):
-    kube.load(gpu_deployment("ollama"))
-    kube.load(gpu_deployment("vllm"))
-    kube.wait_for(lambda e: running_pods(e, "ollama") or running_pods(e, "vllm"))
-    kube.wait_for(lambda e: any(p["status"].get("conditions", [{}])[0].get("reason") == "Unschedulable" for p in e.list("Pod", NS)))
+    kube.apply(gpu_deployment("ollama"))
+    kube.wait_for(lambda: kube.pods("app=ollama", running=True), what="ollama Running")
+    kube.apply(gpu_deployment("vllm"))
+
+    def unschedulable():
+        return [p for p in kube.pods("app=vllm") for c in (p["status"].get("conditions") or [])
+                if c["type"] == "PodScheduled" and c.get("reason") == "Unschedulable"]
+    kube.wait_for(unschedulable, what="the real scheduler to mark the second GPU pod Unschedulable")
     result, _ = capacity(kube)
     assert result["totals"]["requested"] == 1 and result["totals"]["free"] == 0
     assert len(result["pending"]) == 1
-    assert result["pending"][0]["reason"] == "Unschedulable" and result["pending"][0]["workload"]["kind"] == "Deployment"
+    pending = result["pending"][0]
+    assert pending["reason"] == "Unschedulable" and pending["workload"] == {"kind": "Deployment", "name": "vllm"}
 
 
 def test_terminating_pod_counts_until_deleted_and_wait_timeout_waits_for_it(kube):
-    kube.settings(terminating_seconds=600)
-    kube.load(gpu_deployment("ollama"))
-    pod = kube.wait_for(lambda e: running_pods(e, "ollama"))[0]
-    kube.delete("Deployment", "ollama", NS)
-    kube.wait_for(lambda e: (e.get("Pod", pod["metadata"]["name"], NS) or {}).get("metadata", {}).get("deletionTimestamp"))
-    result, _ = capacity(kube, node="gpu-node-1", require_free=1)
+    # Terminating for 20 s: long enough for the first module run to see it on a loaded machine.
+    kube.apply(gpu_deployment("ollama", annotations={"kwok.ailab.test/delete-delay": "20s"}))
+    pod = kube.wait_for(lambda: kube.pods("app=ollama", running=True), what="ollama Running")[0]
+    name = pod["metadata"]["name"]
+    kube.delete("Deployment", "ollama", api_version="apps/v1")
+    kube.wait_for(lambda: (kube.get("Pod", name) or {}).get("metadata", {}).get("deletionTimestamp"),
+                  what="the pod to be Terminating")
+    result, _ = capacity(kube, node=DEFAULT_NODE, require_free=1)
     assert result["failed"] is True and "Terminating" in result["msg"] and "Terminating pods still count" in result["msg"]
-
-    def pod_lists():
-        return sum(1 for method, path in kube.state.request_log if method == "GET" and path.startswith("/api/v1/pods"))
-
-    seen = pod_lists()
-
-    def release_after_first_poll():
-        # Let the pod object go only once the waiting module has seen it Terminating at least once.
-        kube.wait_for(lambda e: pod_lists() > seen, timeout=120)
-        kube.settings(terminating_seconds=0)
-
-    releaser = threading.Thread(target=release_after_first_poll, daemon=True)
-    releaser.start()
-    result, _ = capacity(kube, node="gpu-node-1", require_free=1, wait_timeout=120, wait_sleep=1)
-    releaser.join(timeout=5)
+    assert kube.get("Pod", name) is not None, "the pod must still exist when the waiting call starts"
+    result, _ = capacity(kube, node=DEFAULT_NODE, require_free=1, wait_timeout=120, wait_sleep=1)
+    # It started while the pod was Terminating and succeeded: it polled until the object was gone.
     assert not result.get("failed"), result.get("msg")
     assert result["nodes"][0]["free"] == 1 and result["nodes"][0]["holders"] == []
-    assert pod_lists() >= seen + 2, "the module must have polled again after seeing the Terminating pod"
-    assert kube.get("Pod", pod["metadata"]["name"], NS) is None
+    assert kube.get("Pod", name) is None
 
 
-def test_several_nodes_and_time_sliced_resource(tmp_path):
-    nodes = [gpu_node("box-a", gpus=4, resource="nvidia.com/gpu.shared", labels={"lab/box": "a"}),
-             gpu_node("box-b", gpus=1, labels={"lab/box": "b"})]
-    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
-    with KubeEmulator(nodes=nodes, objects=[ns], workdir=str(tmp_path)) as emu:
-        for i in range(3):
-            emu.load(gpu_deployment(f"shared-{i}", resource="nvidia.com/gpu.shared", node_selector={"lab/box": "a"}))
-        emu.load(gpu_deployment("whole", node_selector={"lab/box": "b"}))
-        emu.wait_for(lambda e: len([p for p in e.list("Pod", NS) if p["status"].get("phase") == "Running"]) == 4)
-        shared, _ = capacity(emu, resource_name="nvidia.com/gpu.shared", require_free=1)
-        assert not shared.get("failed"), shared.get("msg")
-        by_name = {n["name"]: n for n in shared["nodes"]}
-        assert (by_name["box-a"]["allocatable"], by_name["box-a"]["requested"], by_name["box-a"]["free"]) == (4, 3, 1)
-        assert by_name["box-b"]["advertised"] is False and shared["totals"]["free"] == 1
-        whole, _ = capacity(emu, node="box-b")
-        assert [n["name"] for n in whole["nodes"]] == ["box-b"] and whole["nodes"][0]["free"] == 0
-        assert whole["nodes"][0]["holders"][0]["workload"]["name"] == "whole"
-        failed, _ = capacity(emu, node="box-b", require_free=1)
-        assert failed["failed"] and "whole" in failed["msg"]
+def test_several_nodes_and_time_sliced_resource(kube):
+    kube.add_node(gpu_node("box-a", gpus=4, resource="nvidia.com/gpu.shared", labels={"lab/box": "a"}))
+    kube.add_node(gpu_node("box-b", gpus=1, labels={"lab/box": "b"}))
+    for i in range(3):
+        kube.apply(gpu_deployment(f"shared-{i}", resource="nvidia.com/gpu.shared", node_selector={"lab/box": "a"}))
+    kube.apply(gpu_deployment("whole", node_selector={"lab/box": "b"}))
+    kube.wait_for(lambda: len(kube.pods(running=True)) == 4, what="4 pods Running")
+    shared, _ = capacity(kube, resource_name="nvidia.com/gpu.shared", require_free=1)
+    assert not shared.get("failed"), shared.get("msg")
+    by_name = {n["name"]: n for n in shared["nodes"]}
+    assert (by_name["box-a"]["allocatable"], by_name["box-a"]["requested"], by_name["box-a"]["free"]) == (4, 3, 1)
+    assert by_name["box-b"]["advertised"] is False and shared["totals"]["free"] == 1
+    whole, _ = capacity(kube, node="box-b")
+    assert [n["name"] for n in whole["nodes"]] == ["box-b"] and whole["nodes"][0]["free"] == 0
+    assert whole["nodes"][0]["holders"][0]["workload"]["name"] == "whole"
+    failed, _ = capacity(kube, node="box-b", require_free=1)
+    assert failed["failed"] and "whole" in failed["msg"]
 
 
-def test_device_plugin_missing_is_named(tmp_path):
-    with KubeEmulator(nodes=[gpu_node("bare", gpus=0)], workdir=str(tmp_path)) as emu:
-        warned, _ = capacity(emu)
-        assert not warned.get("failed") and warned["advertised"] is False
-        assert any("device plugin" in w for w in warned.get("warnings", []))
-        failed, _ = capacity(emu, require_free=1)
-        assert failed["failed"] and "no node advertises nvidia.com/gpu" in failed["msg"] and "device plugin" in failed["msg"]
+def test_device_plugin_missing_is_named(kube):
+    # No node advertises the time-sliced resource: what a cluster without a (renaming) device plugin shows.
+    warned, _ = capacity(kube, resource_name="nvidia.com/gpu.shared")
+    assert not warned.get("failed") and warned["advertised"] is False
+    assert any("device plugin" in w for w in warned.get("warnings", []))
+    failed, _ = capacity(kube, resource_name="nvidia.com/gpu.shared", require_free=1)
+    assert failed["failed"] and "no node advertises nvidia.com/gpu.shared" in failed["msg"]
+    assert "device plugin" in failed["msg"]
 
 
 def test_unknown_node(kube):
     result, _ = capacity(kube, node="gpu-node-9")
-    assert result["failed"] and "node 'gpu-node-9' not found; the cluster has: gpu-node-1" in result["msg"]
+    assert result["failed"] and f"node 'gpu-node-9' not found; the cluster has: {DEFAULT_NODE}" in result["msg"]
 
 
 def test_bad_credentials_say_401_and_what_to_do(kube, tmp_path):
@@ -142,7 +129,7 @@ def test_bad_credentials_say_401_and_what_to_do(kube, tmp_path):
 def test_unreachable_api(kube, tmp_path):
     port = free_port()
     cfg = yaml.safe_load(pathlib.Path(kube.kubeconfig).read_text())
-    cfg["clusters"][0]["cluster"]["server"] = f"http://127.0.0.1:{port}"
+    cfg["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
     path = tmp_path / "closed"
     path.write_text(yaml.safe_dump(cfg))
     result, _ = run_module("ailab.gpu_lab.gpu_capacity", {"kubeconfig": str(path)})

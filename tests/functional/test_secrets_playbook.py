@@ -1,8 +1,7 @@
 """The secrets playbook run for real through ansible-playbook against the Kubernetes emulator.
 
-Real: ansible-playbook, the role, the lab_secrets module, python-dotenv, the kubernetes client.
-Emulated: the Kubernetes API (tests/support/kube_emulator.py, the ``kube`` fixture), which
-stores Secrets and resourceVersions and applies patches like an apiserver.
+Real: ansible-playbook, the role, the lab_secrets module, python-dotenv, the kubernetes client, and
+the Kubernetes API (the real kube-apiserver of the ``kube`` fixture: a fresh namespace per test).
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ EXPECTED = ["grafana-admin", "hf-token", "litellm-env", "litellm-postgres", "ope
 
 def _lab(tmp_path, kube, text=None, **hostvars):
     env_file = write_env(str(tmp_path / "lab.env"), env_text(GOOD_ENV) if text is None else text)
+    hostvars.setdefault("gpu_lab_namespace", kube.namespace)
     inventory = write_inventory(str(tmp_path), kube.kubeconfig, env_file, **hostvars)
     return env_file, inventory
 
@@ -131,20 +131,23 @@ def test_bad_env_fails_with_every_problem_and_leaves_cluster_untouched(tmp_path,
 
 
 def test_bad_env_on_empty_cluster_creates_not_even_the_namespace(tmp_path, kube):
-    _env, inventory = _lab(tmp_path, kube, text="OPENAI_API_KEY=x\n", gpu_lab_namespace="fresh-lab")
-    before = snapshot(kube)
+    fresh = f"{kube.namespace}-fresh"
+    _env, inventory = _lab(tmp_path, kube, text="OPENAI_API_KEY=x\n", gpu_lab_namespace=fresh)
+    before = snapshot(kube, [fresh])
+    assert ("v1", "Namespace", fresh, None) in before
     proc = run_playbook(PLAYBOOK, "-i", inventory, check=False)
     assert proc.returncode != 0 and "ANTHROPIC_API_KEY is required" in proc.stdout
-    assert snapshot(kube) == before
+    assert snapshot(kube, [fresh]) == before
 
 
 def test_check_mode_reports_and_writes_nothing(tmp_path, kube):
-    _env, inventory = _lab(tmp_path, kube, gpu_lab_namespace="new-lab")
-    before = snapshot(kube)
+    new = f"{kube.namespace}-new"
+    _env, inventory = _lab(tmp_path, kube, gpu_lab_namespace=new)
+    before = snapshot(kube, [new])
     proc = run_playbook(PLAYBOOK, "-i", inventory, "--check", "--diff")
     assert _recap(proc.stdout)["changed"] == 1
-    assert '"new-lab/litellm-env"' in proc.stdout and "<redacted, new> (generated)" in proc.stdout
-    assert snapshot(kube) == before
+    assert f'"{new}/litellm-env"' in proc.stdout and "<redacted, new> (generated)" in proc.stdout
+    assert snapshot(kube, [new]) == before
 
 
 def test_group_readable_env_is_refused(tmp_path, kube):

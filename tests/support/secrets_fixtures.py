@@ -1,11 +1,8 @@
-"""Helpers for the secrets tests: a lab inventory + .env in a temp dir, emulator snapshots, decoded Secrets."""
+"""Helpers for the secrets tests: a lab inventory + .env in a temp dir, namespace snapshots, decoded Secrets."""
 
 from __future__ import annotations
 
-import base64
-import json
 import os
-import urllib.request
 
 import yaml
 
@@ -66,32 +63,20 @@ def write_inventory(directory, kubeconfig, env_file, models=None, **hostvars):
     return path
 
 
-def snapshot(emu):
-    """Every object of the emulator with its resourceVersion, plus the global version counter.
-
-    The emulator's controllers run first (``tick``: e.g. a new Namespace gets ``status.phase``), so that
-    two snapshots differ only when someone else wrote.
-    """
-    request = urllib.request.Request(emu.url + "/__emulator__/tick", data=b"{}", method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        response.read()
-    with urllib.request.urlopen(emu.url + "/__emulator__/objects", timeout=10) as response:
-        data = json.load(response)
-    items = sorted(((o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]), o) for o in data["items"])
-    return {"resourceVersion": data["resourceVersion"], "items": [json.dumps(o, sort_keys=True) for _k, o in items]}
+def snapshot(kube, extra_namespaces=()):
+    """Every object of the test's namespace (and ``extra_namespaces``, which may not exist) with its
+    resourceVersion: equal snapshots mean no write."""
+    return kube.snapshot([kube.namespace, *extra_namespaces])
 
 
-def secrets(emu, namespace="ai-lab"):
-    """name -> decoded data of every Secret in the namespace."""
-    out = {}
-    for obj in emu.list("Secret", namespace):
-        out[obj["metadata"]["name"]] = dict((k, base64.b64decode(v).decode()) for k, v in (obj.get("data") or {}).items())
-    return out
+def secrets(kube, namespace=None):
+    """name -> decoded data of every Secret in the namespace (the test's own by default)."""
+    return kube.secrets(namespace)
 
 
 def all_secret_values(emu, extra=()):
     values = set(extra)
-    for namespace in ("ai-lab", "monitoring"):
+    for namespace in (emu.namespace,):
         for data in secrets(emu, namespace).values():
             for key, value in data.items():
                 if key != "admin-user":

@@ -19,11 +19,11 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KINDS = {
     # kind: (module, readiness file written by the server)
-    "k8s": ("tests.support.kube_emulator", "k8s.url"),
+    "k8s": ("tests.support.controlplane", "k8s.url"),
 }
 
 
-def start(kind, directory, extra, timeout=30.0):
+def start(kind, directory, extra, timeout=240.0):
     module, ready_file = KINDS[kind]
     os.makedirs(directory, exist_ok=True)
     ready = os.path.join(directory, ready_file)
