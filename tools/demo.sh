@@ -82,6 +82,7 @@ qdrant_api_url: http://127.0.0.1:$(cat "$DEMO_DIR/qdrant.port")
 vllm_pull_enabled: false          # the example's pinned Qwen revision is not on the local hub stand-in
 gpu_swap_verify_gateway: false    # no LiteLLM pod runs (kwok): nothing answers a request through it
 gpu_swap_host_check: false        # no nvidia-smi here
+ingress_tls_source: existing      # no tailscale here: the TLS Secret of the routes is not created
 EOF
 run_logged secrets ansible-playbook ailab.gpu_lab.secrets -i inventory/example -e "@$DEMO_DIR/demo-vars.yml"
 run_logged deploy ansible-playbook ailab.gpu_lab.deploy -i inventory/example -e "@$DEMO_DIR/demo-vars.yml"
@@ -92,8 +93,8 @@ step "5. the API server's dry run of the rendered tree (custom resources against
 "$PY" -m tests.support.validate_render "$RENDER" --kubeconfig "$KUBECONFIG_DEMO" | grep 'dry-run' | sed 's/^/  /'
 
 # ---- gpu_swap round trip (issue 12): the gpu_swap engineer appends the swap steps HERE -------------
-# e.g. ansible-playbook ailab.gpu_lab.gpu_swap -i inventory/example -e "@$DEMO_DIR/demo-vars.yml" -e gpu_owner=vllm,
-#      then back to ollama, printing the owner and timings after each step.
+step "5b. gpu_swap round trip ollama -> vllm -> none -> ollama (each phase's duration; what the gateway answered)"
+"$PY" tools/demo_swap.py --kubeconfig "$KUBECONFIG_DEMO" --namespace ai-lab 2>&1 | sed 's/^/  /'
 # ---- end of the gpu_swap round trip ------------------------------------------------------------------
 
 step "6. summary"

@@ -10,7 +10,8 @@ kwok's (Ready after a few seconds, running nothing), the inference servers are l
 that answer only while their Deployment has a Ready pod, nvidia-smi is a script, and the gateway
 is the REAL LiteLLM proxy when .venv-litellm exists (else the demo says so and skips it).
 With --kubeconfig the demo works in an existing lab namespace whose GPU backends exist (the
-deploy playbook's), and only asks the gateway if --gateway-url is given.
+deploy playbook's, as in `make demo`); the local LiteLLM proxy and stand-ins follow that
+namespace's pods, unless --gateway-url names a gateway to check each target through instead.
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ def run(kube, workdir, gateway_url=None, own_lab=True):
     proxy = client = None
     extra = {}
     try:
-        if own_lab:
+        if gateway_url:
+            extra = {"gpu_swap_verify_gateway": True, "gpu_swap_gateway_url": gateway_url}
+        else:
             try:
                 litellm_binary()
             except RuntimeError as exc:
@@ -85,11 +88,12 @@ def run(kube, workdir, gateway_url=None, own_lab=True):
                 proxy = LiteLLMProxy(config, env=gateway_env()).start()
                 extra = {"gpu_swap_verify_gateway": True, "gpu_swap_gateway_url": proxy.url,
                          "gpu_swap_gateway_api_key": MASTER_KEY}
-        elif gateway_url:
-            extra = {"gpu_swap_verify_gateway": True, "gpu_swap_gateway_url": gateway_url}
         if proxy:
             client = GatewayClient(proxy, ALIASES)
             client.start()
+        if lab.state().get("owner", "ollama") != "ollama":
+            print(f"(the lab starts from {lab.state().get('owner')}: handing the GPU to ollama first)")
+            lab.swap("ollama", **extra)
         for target in ROUND:
             if client:
                 client.phase = f"swapping to {target}"
