@@ -41,6 +41,7 @@ def test_gateway_serves_throughout_every_transition(kube, tmp_path, gateway):
               pod_annotations={"vllm": {READY_DELAY: "4s"}, "ollama": {READY_DELAY: "2s"}})
     gates = [ReadyGate(kube, "vllm", [gateway.vllm]).start(), ReadyGate(kube, "ollama", [gateway.ollama]).start()]
     client = GatewayClient(gateway.proxy, ALIASES)
+    reports = []
     try:
         lab.setup()
         kube.wait_for(lambda: gates[1].up, timeout=30, what="the ollama stand-in to be up")
@@ -51,14 +52,20 @@ def test_gateway_serves_throughout_every_transition(kube, tmp_path, gateway):
             out = lab.swap(target, gpu_swap_verify_gateway=True, gpu_swap_gateway_url=gateway.proxy.url,
                            gpu_swap_gateway_api_key=MASTER_KEY, gpu_swap_gateway_timeout=90)
             assert MASTER_KEY not in out.stdout
+            reports.extend("  %s: %s" % (target, line.strip().strip('",')) for line in out.stdout.splitlines()
+                           if "request through the gateway:" in line or "s orchestration" in line)
             client.phase = f"{target} owns the GPU"
-            time.sleep(2)
+            settled = client.phase
+            kube.wait_for(lambda: all(sum(1 for e in client.log if e[0] == settled and e[1] == alias) >= 3
+                                      for alias in ALIASES), timeout=120, what=f"3 requests per alias once {target} owns")
     finally:
         client.stop()
         for gate in gates:
             gate.stop()
     print("\nrequests through the real LiteLLM proxy during the swaps (phase, alias -> answered by, count):")
     print(client.table())
+    print("the swaps' own report:")
+    print("\n".join(reports))
     errors = [entry for entry in client.log if entry[2] != 200]
     assert not errors, f"the gateway answered with errors: {errors[:5]}\n{client.table()}"
     served = collections.Counter((phase, alias, backend) for phase, alias, _, backend in client.log)
