@@ -484,7 +484,10 @@ def main():
         seeded_nodes = [o for o in seeded if o.get("kind") == "Node"]
         for node in seeded_nodes:  # kwok manages them and reports their conditions itself
             node.setdefault("metadata", {}).setdefault("annotations", {})[KWOK_ANNOTATION] = "fake"
-            node.get("status", {}).pop("conditions", None)
+            status = node.setdefault("status", {})
+            status.pop("conditions", None)
+            for key in ("capacity", "allocatable"):  # a kubelet always reports how many pods fit
+                status.setdefault(key, {}).setdefault("pods", "110")
         nodes = seeded_nodes or nodes
         objects = [o for o in seeded if o.get("kind") != "Node"]
     cp = ControlPlane(args.dir, nodes=nodes, objects=objects)
