@@ -13,6 +13,7 @@ from tests.support.kube_ns import KubeNamespace
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.dirname(sys.executable)
+STARTUPS = os.path.join(REPO, ".cache", "controlplane-startups.txt")
 
 
 @pytest.fixture(scope="session")
@@ -21,9 +22,24 @@ def control_plane(tmp_path_factory):
     kube-apiserver, kube-controller-manager, kube-scheduler, kwok; node gpu-box (nvidia.com/gpu: 1)."""
     cp = ControlPlane(str(tmp_path_factory.mktemp("controlplane")))
     cp.start()
-    print(f"\ncontrol plane ready in {cp.startup_seconds:.1f}s ({cp.server})")
+    os.makedirs(os.path.dirname(STARTUPS), exist_ok=True)
+    with open(STARTUPS, "a", encoding="utf-8") as handle:  # reported by pytest_terminal_summary
+        handle.write(f"{os.getpid()} {cp.startup_seconds:.1f}\n")
     yield cp
     cp.stop()
+
+
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput") and os.path.exists(STARTUPS):
+        os.unlink(STARTUPS)  # the controller (or a plain run) starts the count
+
+
+def pytest_terminal_summary(terminalreporter):
+    if os.path.exists(STARTUPS):
+        with open(STARTUPS, encoding="utf-8") as handle:
+            times = [line.split()[1] for line in handle if line.strip()]
+        terminalreporter.write_line(f"real control plane started {len(times)} time(s) for pytest: "
+                                    f"{', '.join(t + ' s' for t in times)} from nothing to a Ready GPU node")
 
 
 @pytest.fixture
