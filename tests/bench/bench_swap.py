@@ -14,7 +14,8 @@ Per swap it prints: the whole run (ansible-playbook start to exit), the time the
 waiting on conditions (pods deleted, GPU free, Ready), orchestration = whole run minus those
 waits (Ansible start-up and tasks, API calls, the host check), the same inside the swap steps
 only, and "ready -> end": from the moment a pod of the target is Ready (seen by a 20 ms poller)
-to the playbook's exit.
+to the playbook's exit. For scale it also times a playbook with the same number of tasks that do
+nothing (Ansible's own cost on this machine at this moment) and prints the load average.
 """
 
 from __future__ import annotations
@@ -68,6 +69,22 @@ def one_swap(lab, target):
             "ready_to_end": (ended - seen["ready"]) if "ready" in seen else None}
 
 
+BASELINE = """- hosts: gpu_lab
+  gather_facts: false
+  tasks:
+""" + "".join("    - ansible.builtin.ping:\n    - ansible.builtin.debug: {msg: step}\n" for _ in range(4))
+
+
+def ansible_baseline(lab, work):
+    """Seconds of a playbook with the swap's task count and nothing to do (4 module runs, 4 debug)."""
+    play = work / "baseline.yml"
+    play.write_text(BASELINE)
+    argv = [lab.argv("status")[0], str(play), "-i", lab.inventory()]
+    started = time.monotonic()
+    subprocess.run(argv, cwd=str(REPO), env=lab.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return time.monotonic() - started
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=2)
@@ -87,12 +104,16 @@ def main():
                       "ready -> end %s" % (rows[-1]["target"], rows[-1]["wall"], rows[-1]["waited"], rows[-1]["overhead"],
                                            rows[-1]["steps_overhead"], "%.2f s" % rows[-1]["ready_to_end"]
                                            if rows[-1]["ready_to_end"] is not None else "-"), flush=True)
+        baseline = sorted(ansible_baseline(lab, work) for _ in range(3))
         kube.cleanup()
     print("\nGPU swap, %d swaps (ready delay %s, delete delay %s), median:" % (len(rows), args.ready_delay, args.delete_delay))
     for key, label in (("wall", "whole run"), ("waited", "waiting on conditions"), ("overhead", "orchestration (run - waits)"),
                        ("steps_overhead", "orchestration inside the swap steps"), ("ready_to_end", "target Ready -> swap ends")):
         values = sorted(r[key] for r in rows if r[key] is not None)
         print("  %-38s %6.2f s (min %.2f, max %.2f)" % (label, values[len(values) // 2], values[0], values[-1]))
+    print("  %-38s %6.2f s (min %.2f, max %.2f)" % ("Ansible alone, same task count (no-op)", baseline[1], baseline[0],
+                                                    baseline[-1]))
+    print("  load average now: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
 
 
 if __name__ == "__main__":
