@@ -272,6 +272,8 @@ def main():
                                         ("step", "stop", ["holder"])])
     p = module.params
     try:
+        if p["step"] == "begin":
+            gs.parse_target(p["target"], p["models"])  # bad input fails before the cluster is even asked
         cluster = gs.Cluster(gs.transport(p), p["namespace"], retry_timeout=p["api_retry_timeout"])
     except gs.SwapError as exc:
         module.fail_json(msg=str(exc))

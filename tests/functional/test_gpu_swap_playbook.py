@@ -346,3 +346,13 @@ def test_two_gpu_nodes_the_catalog_entry_or_the_inventory_names_the_node(kube, t
     assert_settled(lab, "ollama")
     assert lab.state()["node"] == "gpu-box"
     assert [p["spec"]["nodeName"] for p in lab.pods("ollama")] == ["gpu-box"]
+
+
+def test_bad_target_fails_without_asking_any_cluster(tmp_path):
+    """No cluster at all (the kubeconfig does not exist): the target is still checked first."""
+    class _NoCluster:  # the playbook only reads kubeconfig and namespace from it
+        kubeconfig, namespace = str(tmp_path / "absent-kubeconfig"), "ai-lab"
+    lab = Lab(_NoCluster(), tmp_path, models=MODELS)
+    out = lab.swap("vllm:qwen", check=False)
+    assert out.returncode != 0 and "gpu_owner=vllm:qwen: 'qwen' is not a vllm model of the catalog" in out.stdout
+    assert "kubeconfig" not in out.stdout.split("gpu_owner=vllm:qwen")[1][:200]
