@@ -4,18 +4,19 @@ Real: Ansible, the module and its argument spec, the kubernetes client library, 
 the Deployment/ReplicaSet controllers and kube-scheduler (which binds GPU pods, leaves a second
 one Pending as Unschedulable, and keeps counting a Terminating pod's GPU until it is deleted).
 Emulated: the kubelet (kwok marks pods Running/Ready and deletes Terminating pods after the
-``kwok.ailab.test/delete-delay`` annotation), and, for the host view, nvidia-smi (a script).
+``kwok.ailab.test/delete-delay`` annotation), and, for the host view, nvidia-smi (tests/support/nvidia_smi_fake.py: answers only the module's
+exact queries with a hand-written case).
 """
 
 from __future__ import annotations
 
 import pathlib
-import stat
 
 import yaml
 
 from tests.support.ansible_run import run_module
 from tests.support.controlplane import DEFAULT_NODE, gpu_node
+from tests.support.nvidia_smi_fake import write_fake_nvidia_smi
 from tests.support.serve import free_port
 
 SMI_CASES = {c["id"]: c for c in yaml.safe_load((pathlib.Path(__file__).parents[1] / "unit/data/nvidia_smi_cases.yml").read_text())}
@@ -146,24 +147,8 @@ def test_check_mode_runs_the_same(kube):
     assert not result.get("failed") and result["changed"] is False and result["totals"]["free"] == 1
 
 
-def _fake_nvidia_smi(tmp_path, case):
-    """Emulated nvidia-smi: prints the transcribed output of a real driver for each query."""
-    (tmp_path / "gpus.txt").write_text(case["gpus"])
-    (tmp_path / "apps.txt").write_text(case["apps"])
-    script = tmp_path / "nvidia-smi"
-    script.write_text(f"""#!/bin/sh
-case "$1" in
-  --query-gpu=*) cat {tmp_path}/gpus.txt ;;
-  --query-compute-apps=*) cat {tmp_path}/apps.txt ;;
-  *) echo "unexpected args: $*" >&2; exit 2 ;;
-esac
-""")
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    return str(script)
-
-
 def test_host_view_reports_a_game_kubernetes_cannot_see(tmp_path):
-    smi = _fake_nvidia_smi(tmp_path, SMI_CASES["driver-550-game-running-invisible-to-compute-apps"])
+    smi = write_fake_nvidia_smi(tmp_path, SMI_CASES["driver-550-game-running-invisible-to-compute-apps"])
     result, _ = run_module("ailab.gpu_lab.gpu_capacity", {"sources": ["nvidia-smi"], "nvidia_smi_path": smi})
     gpu = result["host"]["gpus"][0]
     assert gpu["memory_used_mib"] == 9213 and gpu["unattributed_memory_mib"] == 9213 and gpu["processes"] == []
