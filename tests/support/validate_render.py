@@ -10,7 +10,9 @@ optional), ``k8s/litellm/config.yaml``. Every check is a REAL tool:
 - with ``--kubeconfig``: ``kubectl apply --server-side --dry-run=server`` of the whole build against a
   running API server, which checks custom resources (HelmChart, ServiceMonitor, ...) against the CRD
   schemas installed there (the harness's control plane has k3s's helm.cattle.io CRDs, and
-  prometheus-operator's once a kube-prometheus-stack HelmChart exists) and writes nothing;
+  prometheus-operator's once a kube-prometheus-stack HelmChart exists) and writes nothing
+  (``--force-conflicts``: the render's replicas follow the inventory's initial GPU owner, which
+  may differ from what a swap recorded in that cluster since);
 - ``nix-instantiate --parse`` of every ``.nix`` file under ``nixos/``;
 - the LiteLLM config checks of ``module_utils/litellm_config.validate`` on ``k8s/litellm/config.yaml``.
 
@@ -81,7 +83,7 @@ def validate(render_dir, kubeconfig=None, out=print):
     out("kubernetes-validate --strict: %d objects of built-in kinds valid" % len(builtin))
 
     if kubeconfig:
-        _run(["kubectl", "--kubeconfig", kubeconfig, "apply", "--server-side", "--dry-run=server",
+        _run(["kubectl", "--kubeconfig", kubeconfig, "apply", "--server-side", "--force-conflicts", "--dry-run=server",
               "--field-manager", "validate-render", "-k", k8s], "server-side dry run")
         out("kubectl apply --server-side --dry-run=server: %d objects accepted by the API server (%d custom "
             "resources checked against the installed CRD schemas: %s)" % (
