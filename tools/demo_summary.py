@@ -40,6 +40,34 @@ def inventory_vars(inventory):
     return merged
 
 
+def observability_summary(kubeconfig, ns):
+    """Dashboards, alerts, web endpoints and network policies the deploy applied (issue 11)."""
+    cms = kubectl(kubeconfig, "get", "configmaps", "-A", "-l", "grafana_dashboard=1", "-o", "json")["items"]
+    print("\nGrafana dashboards (ConfigMaps picked up by the sidecar):")
+    for cm in sorted(cms, key=lambda o: o["metadata"]["name"]):
+        for text in cm["data"].values():
+            board = json.loads(text)
+            print("  %-22s %2d panels: %s" % (board["title"], len(board["panels"]),
+                                              ", ".join(p["title"] for p in board["panels"][:6]) + ", ..."))
+    rules = kubectl(kubeconfig, "get", "prometheusrules.monitoring.coreos.com", "-A", "-l",
+                    "app.kubernetes.io/part-of=ai-lab", "-o", "json")["items"]
+    print("\nAlert rules (PrometheusRule; each unit-tested with promtool):")
+    for rule in (r for obj in rules for g in obj["spec"]["groups"] for r in g["rules"] if "alert" in r):
+        print("  %-26s %-8s for %-4s %s" % (rule["alert"], rule["labels"].get("severity", ""), rule.get("for", "0s"),
+                                            rule["annotations"]["summary"]))
+    ingresses = kubectl(kubeconfig, "get", "ingresses", "-A", "-o", "json")["items"]
+    print("\nWeb endpoints (Traefik on the tailnet address only, TLS from tailscale cert):")
+    for ing in sorted(ingresses, key=lambda o: o["spec"]["rules"][0]["http"]["paths"][0]["path"]):
+        for rule in ing["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                print("  https://%s%-12s -> %s/%s:%s" % (rule["host"], path["path"], ing["metadata"]["namespace"],
+                                                         backend["name"], backend["port"]["number"]))
+    policies = kubectl(kubeconfig, "-n", ns, "get", "networkpolicies", "-o", "json")["items"]
+    print("\nNetworkPolicies in %s: %s (default deny + the flows of docs/network.md)"
+          % (ns, ", ".join(sorted(p["metadata"]["name"] for p in policies)) or "none"))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kubeconfig", required=True)
@@ -107,6 +135,8 @@ def main(argv=None):
         print("  %-22s %-8s backup-tier=%-6s %s" % (p["metadata"]["name"], p["spec"]["resources"]["requests"]["storage"],
                                                    p["metadata"].get("labels", {}).get("backup-tier", "?"),
                                                    (p.get("status") or {}).get("phase", "")))
+
+    observability_summary(args.kubeconfig, ns)
 
     print("\nRendered for review / GitOps: %s (kubectl apply -k %s/k8s)" % (args.render, args.render))
     print("\nWhat was real and what was simulated:")
