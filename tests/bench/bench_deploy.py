@@ -133,7 +133,8 @@ def main(argv=None):
         varsfile.write_text("\n".join([
             "ansible_connection: local", "ansible_python_interpreter: %s" % sys.executable,
             "gpu_lab_kubeconfig: %s" % kubeconfig, "ollama_pull_url: %s" % ollama.url, "qdrant_api_url: %s" % qdrant.url,
-            "vllm_pull_enabled: false", "gpu_swap_verify_gateway: false", "gpu_swap_host_check: false", ""]))
+            "vllm_pull_enabled: false", "gpu_swap_verify_gateway: false", "gpu_swap_host_check: false",
+            "ingress_tls_source: existing", ""]))
         took, _ = deploy(varsfile)
         print("converge (first deploy of the example lab): %.1f s" % took)
 
