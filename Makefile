@@ -19,12 +19,12 @@ export ANSIBLE_LOCAL_TEMP := $(CURDIR)/.cache/ansible-tmp
 export AILAB_LITELLM_VENV := $(LITELLM_VENV)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test setup system-deps controlplane lint build sanity pytest molecule bench bench-swap bench-deploy demo clean
+.PHONY: test setup system-deps controlplane test-tools lint build sanity pytest molecule bench bench-swap bench-deploy demo clean
 
 test: setup lint build sanity pytest molecule
 	@echo "make test: all checks passed"
 
-setup: $(VENV)/.stamp $(LITELLM_VENV)/.stamp $(COLL_LINK) system-deps controlplane
+setup: $(VENV)/.stamp $(LITELLM_VENV)/.stamp $(COLL_LINK) system-deps controlplane test-tools
 
 # A venv is rebuilt only when its requirements file changes (stamp holds its hash).
 $(VENV)/.stamp: requirements/dev.txt
@@ -49,6 +49,12 @@ system-deps:
 # version from the Go module proxy into ~/.cache/ailab-gpu_lab, linked as .cache/controlplane.
 controlplane:
 	bash tools/controlplane/build.sh
+
+# The other real tools the tests drive, built once (not raced by two pytest workers): cyclonus's
+# NetworkPolicy engine (tools/netpol-matrix) and the Arize Phoenix server's venv.
+test-tools:
+	bash tools/netpol-matrix.sh
+	bash tools/phoenix-venv.sh >/dev/null
 
 lint: setup
 	ansible-lint --offline --profile production
