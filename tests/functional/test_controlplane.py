@@ -202,4 +202,5 @@ def test_monitoring_crds_exist_only_after_the_kube_prometheus_stack_helmchart(tm
             proc = subprocess.run([KUBECTL, "--kubeconfig", cp.kubeconfig, "apply", "-f", "-"],
                                   input=json.dumps(monitor), capture_output=True, text=True, timeout=60, check=False)
             return proc.returncode == 0
-        KubeNamespace.wait_for(applied, timeout=60, interval=0.5, what="the ServiceMonitor to be accepted")
+        # The stand-in installs seven CRDs (750 kB): give a loaded machine time.
+        KubeNamespace.wait_for(applied, timeout=240, interval=0.5, what="the ServiceMonitor to be accepted")
