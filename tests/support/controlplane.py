@@ -399,7 +399,9 @@ class ControlPlane:
 
 
 class _Addon:
-    """A loop outside the cluster doing what a k3s add-on would, until the control plane stops."""
+    """A loop outside the cluster doing what a k3s add-on would, until the control plane stops.
+
+    Subclasses define ``step()``: one pass over the cluster."""
 
     period = 0.2
 
@@ -412,9 +414,6 @@ class _Addon:
                 self.step()
             except Exception as exc:  # pylint: disable=broad-except  # apiserver restarts: try again next tick
                 sys.stderr.write(f"{type(self).__name__}: {exc}\n")
-
-    def step(self):
-        raise NotImplementedError
 
 
 class _LocalPathProvisioner(_Addon):
