@@ -92,10 +92,8 @@ DEPLOY_SECONDS=$(( $(date +%s) - START ))
 step "5. the API server's dry run of the rendered tree (custom resources against the installed CRDs)"
 "$PY" -m tests.support.validate_render "$RENDER" --kubeconfig "$KUBECONFIG_DEMO" | grep 'dry-run' | sed 's/^/  /'
 
-# ---- gpu_swap round trip (issue 12): the gpu_swap engineer appends the swap steps HERE -------------
 step "5b. gpu_swap round trip ollama -> vllm -> none -> ollama (each phase's duration; what the gateway answered)"
 "$PY" tools/demo_swap.py --kubeconfig "$KUBECONFIG_DEMO" --namespace ai-lab 2>&1 | sed 's/^/  /'
-# ---- end of the gpu_swap round trip ------------------------------------------------------------------
 
 step "6. summary"
 "$PY" tools/demo_summary.py --kubeconfig "$KUBECONFIG_DEMO" --inventory inventory/example \

@@ -177,6 +177,25 @@ def test_kubernetes_core_reapply_is_unchanged_and_wait_works(kube, tmp_path):
     assert "changed=0" in second.stdout and '"msg": "ready=1"' in second.stdout
 
 
+def test_snapshot_sees_client_writes_but_not_controller_status(kube):
+    """The harness's "nothing was written" check: a controller's status update is not a write of the
+    code under test (a Deployment's status keeps changing after its pod is Ready); a label is."""
+    kube.apply(gpu_deployment(strategy={"type": "Recreate"}))
+    kube.wait_for(lambda: (kube.get("Deployment", "backend", "apps/v1")["status"].get("readyReplicas") == 1),
+                  what="the Deployment Available")
+    before = kube.snapshot()
+    rv = kube.get("Deployment", "backend", "apps/v1")["metadata"]["resourceVersion"]
+    from kubernetes.client import AppsV1Api  # pylint: disable=import-outside-toplevel
+    AppsV1Api(kube.client.client).patch_namespaced_deployment_status(   # what a controller does
+        "backend", kube.namespace, {"status": {"observedGeneration": 99}})
+    assert kube.get("Deployment", "backend", "apps/v1")["metadata"]["resourceVersion"] != rv
+    assert kube.snapshot() == before
+    kube.client.resources.get(api_version="apps/v1", kind="Deployment").patch(
+        name="backend", namespace=kube.namespace, content_type="application/merge-patch+json",
+        body={"metadata": {"labels": {"ailab.test/written": "yes"}}})
+    assert kube.snapshot() != before
+
+
 def test_kubectl_talks_to_it(kube):
     out = subprocess.run([KUBECTL, "--kubeconfig", kube.kubeconfig, "get", "nodes", "-o", "json"],
                          check=True, capture_output=True, text=True, timeout=60).stdout

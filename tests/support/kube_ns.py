@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
+import json
 import os
 import time
 import uuid
@@ -19,6 +21,16 @@ _NOT_SNAPSHOT = {("v1", "Event"), ("events.k8s.io/v1", "Event"), ("v1", "Endpoin
                  ("discovery.k8s.io/v1", "EndpointSlice"), ("coordination.k8s.io/v1", "Lease"),
                  ("v1", "Pod"), ("apps/v1", "ReplicaSet"), ("apps/v1", "ControllerRevision"),
                  ("v1", "ServiceAccount"), ("v1", "ConfigMap:kube-root-ca.crt")}
+
+
+def _fingerprint(obj):
+    """Hash of what a client writes: the object without status, resourceVersion and status-subresource fields."""
+    obj = copy.deepcopy(obj)
+    obj.pop("status", None)
+    meta = obj.get("metadata") or {}
+    meta.pop("resourceVersion", None)
+    meta["managedFields"] = [f for f in meta.get("managedFields") or [] if f.get("subresource") != "status"]
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class KubeNamespace:
@@ -92,13 +104,19 @@ class KubeNamespace:
                 for s in self.list("Secret", namespace=namespace)}
 
     def snapshot(self, namespaces=None):
-        """(apiVersion, kind, name, resourceVersion) of every object in the namespaces (and the namespaces
-        themselves) that the code under test could have written; two equal snapshots mean no write."""
+        """(apiVersion, kind, name, fingerprint) of every object in the namespaces (and the namespaces
+        themselves) that the code under test could have written; two equal snapshots mean no write.
+
+        The fingerprint is a hash of the object without ``status``, ``resourceVersion`` and the
+        managedFields of the status subresource: controllers keep writing status (a Deployment's
+        conditions settle seconds after its pod is Ready), the code under test never does, so a
+        status update must not read as "the code wrote"; any write to metadata or spec still does.
+        """
         namespaces = namespaces or [self.namespace]
         seen = []
         for ns in namespaces:
             obj = self.get("Namespace", ns)
-            seen.append(("v1", "Namespace", ns, obj and obj["metadata"]["resourceVersion"]))
+            seen.append(("v1", "Namespace", ns, obj and _fingerprint(obj)))
         for res in self.client.resources.search():
             if (not res.namespaced or res.kind.endswith("List") or "list" not in (res.verbs or []) or "/" in res.name
                     or (res.group_version, res.kind) in _NOT_SNAPSHOT):
@@ -108,7 +126,7 @@ class KubeNamespace:
                     if (res.group_version, f"{res.kind}:{item.metadata.name}") in _NOT_SNAPSHOT:
                         continue
                     seen.append((res.group_version, res.kind, f"{ns}/{item.metadata.name}",
-                                 item.metadata.resourceVersion))
+                                 _fingerprint(item.to_dict())))
         return sorted(seen, key=lambda t: tuple(str(x) for x in t))
 
     def write_kubeconfig(self, path, token):
