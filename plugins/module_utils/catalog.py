@@ -45,7 +45,13 @@ BACKENDS = SELF_HOSTED_BACKENDS + HOSTED_BACKENDS
 MODES = ("chat", "embedding")
 
 FIELDS = ("name", "backend", "source", "revision", "mode", "vllm_args", "api_key_env", "api_base",
-          "litellm", "node")
+          "litellm", "node", "cooldown_time")
+
+# Seconds LiteLLM keeps a self-hosted deployment out of rotation after it failed (model_info.cooldown_time,
+# which wins over router_settings.cooldown_time). vLLM and Ollama are only down during a planned GPU swap,
+# and the swap's gateway check waits for the target to be routed again: short. Hosted providers keep the
+# router's cooldown (rate limits and outages last longer).
+SELF_HOSTED_COOLDOWN_TIME = 5
 REQUIRED = ("name", "backend", "source")
 
 # vllm_args the role derives from other fields: setting them would make the names drift.
@@ -230,6 +236,10 @@ def _check_entry(index, entry):
                 elif key not in LITELLM_EXTRA_PARAMS:
                     err("litellm", "unknown litellm_params key %r%s; known: %s"
                         % (key, did_you_mean(key, LITELLM_EXTRA_PARAMS), ", ".join(LITELLM_EXTRA_PARAMS)))
+    cooldown = entry.get("cooldown_time")
+    if cooldown is not None and (isinstance(cooldown, bool) or not isinstance(cooldown, (int, float)) or cooldown < 0):
+        err("cooldown_time", "%r is not a number of seconds >= 0 (how long LiteLLM keeps this model out of rotation "
+                             "after a failure)" % (cooldown,))
     node = entry.get("node")
     if node not in (None, ""):
         if backend not in SELF_HOSTED_BACKENDS:
@@ -371,6 +381,11 @@ def litellm_model_list(models, namespace="ai-lab", vllm_api_base=None, ollama_ap
             params[key] = entry["litellm"][key]
         item = {"model_name": entry["name"], "litellm_params": params}
         info = {"mode": entry.get("mode", "chat")}
+        cooldown = entry.get("cooldown_time")
+        if cooldown is None and entry["backend"] in SELF_HOSTED_BACKENDS:
+            cooldown = SELF_HOSTED_COOLDOWN_TIME
+        if cooldown is not None:
+            info["cooldown_time"] = cooldown
         item["model_info"] = info
         result.append(item)
     return result

@@ -221,3 +221,36 @@ def test_no_master_key_real_proxy_refuses_to_start_and_module_rejects(tmp_path, 
     assert code not in (None, 0), "LiteLLM kept running without a master key"
     assert "refused to start: no master key" in proxy.log()
     assert time.monotonic() - started < 60
+
+
+def _answered_by(proxy, alias):
+    status, body = proxy.chat(alias, "who answers?", timeout=30)
+    assert status == 200, body
+    text = body["choices"][0]["message"]["content"]
+    return text[1:text.index("]")]
+
+
+def test_self_hosted_model_is_routed_again_after_its_own_short_cooldown(tmp_path, backends):
+    """A GPU backend that was down (a swap) is cooled down by LiteLLM; the catalog gives vllm/ollama
+    model_info.cooldown_time 5, so it is routed again within seconds, not after the router's 30 s
+    (the swap's gateway check waited up to 26 s for this before)."""
+    vllm, _ollama, _cloud = backends
+    path, built = write_gateway_config(tmp_path, vllm, _ollama, _cloud)
+    qwen = next(m for m in built["config"]["model_list"] if m["model_name"] == "qwen2.5-7b")
+    assert qwen["model_info"]["cooldown_time"] == 5 and built["config"]["router_settings"]["cooldown_time"] == 30
+    with LiteLLMProxy(path, env=gateway_env()) as proxy:
+        assert _answered_by(proxy, "qwen2.5-7b") == "vllm"
+        vllm.set_failure(503)                          # the backend goes away (scaled to 0 by a swap)
+        for _ in range(6):
+            assert _answered_by(proxy, "qwen2.5-7b") == "ollama"   # the route's first fallback
+        tried = len(vllm.requests)
+        assert _answered_by(proxy, "qwen2.5-7b") == "ollama"
+        assert len(vllm.requests) == tried, "LiteLLM still tried vllm: it was never cooled down"
+        vllm.set_failure(None)                         # the new owner is Ready again
+        back = time.monotonic()
+        deadline = back + 25                           # the router's 30 s cooldown would still hold here
+        while _answered_by(proxy, "qwen2.5-7b") != "vllm":
+            assert time.monotonic() < deadline, "vllm not routed again within 25 s: the model's cooldown_time is ignored"
+            time.sleep(0.2)
+        print(f"\nvllm routed again {time.monotonic() - back:.1f} s after it recovered (model cooldown_time 5 s, "
+              "router cooldown_time 30 s)")

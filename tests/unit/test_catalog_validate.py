@@ -43,9 +43,23 @@ def test_example_model_list_derivation():
     assert by_name["llama3.1-8b"]["litellm_params"] == {
         "model": "ollama_chat/llama3.1:8b", "api_base": "http://ollama.lab.svc.cluster.local:11434"}
     assert by_name["nomic-embed"]["litellm_params"]["model"] == "ollama/nomic-embed-text"
-    assert by_name["nomic-embed"]["model_info"] == {"mode": "embedding"}
+    assert by_name["nomic-embed"]["model_info"] == {"mode": "embedding", "cooldown_time": 5}
+    assert by_name["qwen2.5-7b"]["model_info"] == {"mode": "chat", "cooldown_time": 5}
     assert by_name["cloud-fallback"]["litellm_params"] == {
         "model": "anthropic/claude-sonnet-4-5", "api_key": "os.environ/ANTHROPIC_API_KEY"}
+    assert by_name["cloud-fallback"]["model_info"] == {"mode": "chat"}  # the router's cooldown_time
+
+
+def test_cooldown_time_per_model():
+    models = [{"name": "q", "backend": "vllm", "source": "a/b", "revision": SHA, "cooldown_time": 0},
+              {"name": "h", "backend": "openai", "source": "gpt-4o-mini", "api_key_env": "OPENAI_API_KEY",
+               "cooldown_time": 60.5}]
+    assert [m["model_info"] for m in catalog.litellm_model_list(models)] == [
+        {"mode": "chat", "cooldown_time": 0}, {"mode": "chat", "cooldown_time": 60.5}]
+    for bad in (-1, "5s", True):
+        with pytest.raises(catalog.CatalogError) as exc:
+            catalog.validate_catalog([dict(models[0], cooldown_time=bad)])
+        assert "field 'cooldown_time': %r is not a number of seconds >= 0" % (bad,) in str(exc.value)
 
 
 def test_overrides_and_entry_api_base_precedence():
