@@ -11,20 +11,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible.errors import AnsibleFilterError
-
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import catalog as _catalog
-
-
-def _wrap(func):
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except _catalog.CatalogError as exc:
-            raise AnsibleFilterError(str(exc))
-    wrapper.__name__ = func.__name__
-    wrapper.__doc__ = func.__doc__
-    return wrapper
+from ansible_collections.ailab.gpu_lab.plugins.plugin_utils.filters import filter_map
 
 
 def catalog_validate(models, routes=None):
@@ -72,6 +60,6 @@ class FilterModule(object):
     """Model catalog filters."""
 
     def filters(self):
-        return dict((f.__name__, _wrap(f)) for f in (
+        return filter_map((
             catalog_validate, catalog_litellm_model_list, catalog_litellm_fallbacks, catalog_env_names,
-            catalog_env_refs, catalog_served_name, catalog_vllm_args, catalog_backend_models))
+            catalog_env_refs, catalog_served_name, catalog_vllm_args, catalog_backend_models), _catalog.CatalogError)

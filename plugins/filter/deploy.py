@@ -11,21 +11,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible.errors import AnsibleFilterError
-
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import catalog as _catalog
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import deploy as _deploy
-
-
-def _wrap(func):
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except (_deploy.DeployError, _catalog.CatalogError, ValueError) as exc:
-            raise AnsibleFilterError(str(exc))
-    wrapper.__name__ = func.__name__
-    wrapper.__doc__ = func.__doc__
-    return wrapper
+from ansible_collections.ailab.gpu_lab.plugins.plugin_utils.filters import filter_map
 
 
 def deploy_validate(inputs):
@@ -62,5 +50,5 @@ class FilterModule(object):
     """Deploy filters."""
 
     def filters(self):
-        return dict((f.__name__, _wrap(f)) for f in (
-            deploy_validate, deploy_gpu_owner, deploy_labels, deploy_selector, deploy_gpu_deployment, deploy_apply_diff))
+        return filter_map((deploy_validate, deploy_gpu_owner, deploy_labels, deploy_selector, deploy_gpu_deployment,
+                           deploy_apply_diff), (_deploy.DeployError, _catalog.CatalogError, ValueError))

@@ -432,23 +432,6 @@ def transport(params):
         raise SwapError(str(exc))
 
 
-def describe_status(status, reason, body, host, action):
-    """kube.describe_api_error's wording for an HTTP error answer."""
-    detail = ""
-    try:
-        detail = json.loads(body).get("message", "")
-    except (TypeError, ValueError, AttributeError):
-        detail = (reason or "").strip()
-    if status == 401:
-        return ("Kubernetes API at %s rejected the credentials (401 Unauthorized) while trying to %s: the token or client "
-                "certificate in the kubeconfig is wrong or expired; re-run the provision playbook to fetch a fresh "
-                "kubeconfig." % (host, action))
-    if status == 403:
-        return ("Kubernetes API at %s refused to %s (403 Forbidden): %s. The kubeconfig user needs permission for this; "
-                "the k3s admin kubeconfig has it." % (host, action, detail))
-    return "Kubernetes API at %s answered %s while trying to %s: %s" % (host, status, action, detail)
-
-
 class Cluster(object):
     """Reads and writes of the swap, with transient API errors retried for ``retry_timeout`` seconds.
 
@@ -493,7 +476,7 @@ class Cluster(object):
                 if exc.status == 409 and conflict_ok:
                     return "conflict"
                 if exc.status not in _TRANSIENT or self.clock() >= deadline:
-                    raise SwapError(describe_status(exc.status, exc.reason, exc.body, self.host, action))
+                    raise SwapError(kube.describe_status(exc.status, exc.reason, exc.body, self.host, action))
             except (OSError, http_client.HTTPException) as exc:
                 if self.clock() >= deadline:
                     raise SwapError("Kubernetes API at %s is unreachable while trying to %s (%s, retried for %ss). Is the "

@@ -115,26 +115,30 @@ def api_client(params):
     return lib.k8s_client.ApiClient(configuration)
 
 
+def describe_status(status, reason, body, host, action):
+    """The sentence for an HTTP error answer of the API (``body``: its JSON Status, if any)."""
+    detail = ""
+    try:
+        detail = json.loads(body).get("message", "")
+    except (TypeError, ValueError, AttributeError):
+        detail = (reason or "").strip()
+    if status == 401:
+        return ("Kubernetes API at %s rejected the credentials (401 Unauthorized) while trying to %s: the token or "
+                "client certificate in the kubeconfig is wrong or expired; re-run the provision playbook to fetch a "
+                "fresh kubeconfig." % (host, action))
+    if status == 403:
+        return ("Kubernetes API at %s refused to %s (403 Forbidden): %s. The kubeconfig user needs permission for "
+                "this; the k3s admin kubeconfig has it." % (host, action, detail))
+    if status == 404:
+        return "Kubernetes API at %s has no such object or API while trying to %s: %s" % (host, action, detail)
+    return "Kubernetes API at %s answered %s while trying to %s: %s" % (host, status, action, detail)
+
+
 def describe_api_error(exc, host, action):
     """Turn a client exception into a sentence an operator can act on."""
     lib = _load()
     if isinstance(exc, lib.ApiException):
-        status = getattr(exc, "status", None)
-        detail = ""
-        try:
-            detail = json.loads(exc.body).get("message", "")
-        except (TypeError, ValueError, AttributeError):
-            detail = (exc.reason or "").strip()
-        if status == 401:
-            return ("Kubernetes API at %s rejected the credentials (401 Unauthorized) while trying to %s: the token or "
-                    "client certificate in the kubeconfig is wrong or expired; re-run the provision playbook to fetch a "
-                    "fresh kubeconfig." % (host, action))
-        if status == 403:
-            return ("Kubernetes API at %s refused to %s (403 Forbidden): %s. The kubeconfig user needs permission for "
-                    "this; the k3s admin kubeconfig has it." % (host, action, detail))
-        if status == 404:
-            return "Kubernetes API at %s has no such object or API while trying to %s: %s" % (host, action, detail)
-        return "Kubernetes API at %s answered %s while trying to %s: %s" % (host, status, action, detail)
+        return describe_status(getattr(exc, "status", None), exc.reason, exc.body, host, action)
     if isinstance(exc, (lib.Urllib3HTTPError, OSError)):
         return ("Kubernetes API at %s is unreachable while trying to %s (%s). Is the cluster up, and is the "
                 "kubeconfig's server reachable from here (over the tailnet)?" % (host, action, exc.__class__.__name__))

@@ -42,8 +42,9 @@ import json
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from tests.support.serve import free_port, run_in_foreground
+from http.server import ThreadingHTTPServer
+
+from tests.support.serve import JSONHandler, free_port, run_in_foreground
 
 EMBEDDING_DIM = 8
 
@@ -165,14 +166,11 @@ class OpenAIBackend:
             return [r["model"] for r in self.requests if r.get("model")]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JSONHandler):
     backend: OpenAIBackend  # set on the subclass made in start()
     protocol_version = "HTTP/1.1"
     server_version = "openai-backend-test/1"
     disable_nagle_algorithm = True  # headers and body are separate writes: avoid the 40 ms delayed-ACK stall
-
-    def log_message(self, format, *args):  # noqa: A002 - signature from the base class
-        return
 
     # -- helpers ---------------------------------------------------------------------------
     def _body(self) -> dict:
@@ -182,14 +180,6 @@ class _Handler(BaseHTTPRequestHandler):
             return json.loads(raw or b"{}")
         except ValueError:
             return {}
-
-    def _json(self, status: int, payload) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
@@ -224,11 +214,11 @@ class _Handler(BaseHTTPRequestHandler):
         if backend._delay:
             time.sleep(backend._delay)
         if backend._failure:
-            self._json(backend._failure, {"error": {"message": f"{backend.name}: injected failure",
+            self.send_json(backend._failure, {"error": {"message": f"{backend.name}: injected failure",
                                                     "type": "server_error", "code": backend._failure}})
             return False
         if backend.served_models is not None and model not in backend.served_models:
-            self._json(404, {"object": "error", "type": "NotFoundError", "code": 404,
+            self.send_json(404, {"object": "error", "type": "NotFoundError", "code": 404,
                              "message": f"The model `{model}` does not exist."})
             return False
         return True
@@ -238,10 +228,10 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         if path == "/v1/models":
             names = self.backend.served_models or ["test-model"]
-            self._json(200, {"object": "list", "data": [
+            self.send_json(200, {"object": "list", "data": [
                 {"id": n, "object": "model", "created": 0, "owned_by": self.backend.name} for n in names]})
         elif path == "/health":
-            self._json(200, {})
+            self.send_json(200, {})
         elif path == "/":
             data = b"Ollama is running"
             self.send_response(200)
@@ -250,7 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
         else:
-            self._json(404, {"error": {"message": f"no route {path}"}})
+            self.send_json(404, {"error": {"message": f"no route {path}"}})
 
     def do_POST(self):  # noqa: N802 - http.server naming
         path = self.path.split("?", 1)[0]
@@ -263,14 +253,14 @@ class _Handler(BaseHTTPRequestHandler):
             "/api/embed": self._ollama_embed,
         }
         if path == "/api/show":
-            self._json(200, {"details": {"family": "test"}, "model_info": {"test.context_length": 8192},
+            self.send_json(200, {"details": {"family": "test"}, "model_info": {"test.context_length": 8192},
                              "template": "", "modelfile": ""})
             return
         route = routes.get(path)
         if route is None and path.endswith("/v1/messages"):
             route = self._anthropic_messages
         if route is None:
-            self._json(404, {"error": {"message": f"no route {path}"}})
+            self.send_json(404, {"error": {"message": f"no route {path}"}})
             return
         if not self._gate(model, path, bool(body.get("stream"))):
             return
@@ -285,7 +275,7 @@ class _Handler(BaseHTTPRequestHandler):
                  "completion_tokens": len(words)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         if not body.get("stream"):
-            self._json(200, {"id": cid, "object": "chat.completion", "created": created, "model": model,
+            self.send_json(200, {"id": cid, "object": "chat.completion", "created": created, "model": model,
                              "choices": [{"index": 0, "finish_reason": "stop",
                                           "message": {"role": "assistant", "content": text}}],
                              "usage": usage})
@@ -310,7 +300,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _anthropic_messages(self, model: str, body: dict) -> None:
         text = self._reply_text(model, body.get("messages"))
-        self._json(200, {"id": "msg_" + hashlib.sha1(text.encode()).hexdigest()[:20], "type": "message",
+        self.send_json(200, {"id": "msg_" + hashlib.sha1(text.encode()).hexdigest()[:20], "type": "message",
                          "role": "assistant", "model": model, "content": [{"type": "text", "text": text}],
                          "stop_reason": "end_turn", "stop_sequence": None,
                          "usage": {"input_tokens": 1, "output_tokens": len(text.split())}})
@@ -320,7 +310,7 @@ class _Handler(BaseHTTPRequestHandler):
         inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
         data = [{"object": "embedding", "index": i, "embedding": fake_embedding(str(t))} for i, t in enumerate(inputs)]
         tokens = sum(len(str(t).split()) for t in inputs)
-        self._json(200, {"object": "list", "data": data, "model": model,
+        self.send_json(200, {"object": "list", "data": data, "model": model,
                          "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     def _ollama_chat(self, model: str, body: dict) -> None:
@@ -330,7 +320,7 @@ class _Handler(BaseHTTPRequestHandler):
                  "done": True, "done_reason": "stop", "total_duration": 1000, "prompt_eval_count": 1,
                  "eval_count": len(text.split())}
         if body.get("stream") is False or "stream" not in body:
-            self._json(200, final)
+            self.send_json(200, final)
             return
         self._start_stream("application/x-ndjson")
         for word in text.split(" "):
@@ -344,7 +334,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _ollama_embed(self, model: str, body: dict) -> None:
         inputs = body.get("input")
         inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
-        self._json(200, {"model": model, "embeddings": [fake_embedding(str(t)) for t in inputs],
+        self.send_json(200, {"model": model, "embeddings": [fake_embedding(str(t)) for t in inputs],
                          "prompt_eval_count": sum(len(str(t).split()) for t in inputs)})
 
 

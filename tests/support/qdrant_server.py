@@ -17,28 +17,16 @@ import argparse
 import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler
 
-from tests.support.serve import BackgroundHTTPServer, run_in_foreground
+from tests.support.serve import BackgroundHTTPServer, JSONHandler, run_in_foreground
 
 OPEN_PATHS = ("/healthz", "/readyz", "/livez")
 DISTANCES = ("Cosine", "Euclid", "Dot", "Manhattan")
 _COLLECTION = re.compile(r"^/collections/([A-Za-z0-9_-]+)(/exists)?$")
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JSONHandler):
     srv = None  # set by BackgroundHTTPServer
-
-    def log_message(self, *args):  # keep test output quiet
-        pass
-
-    def _send(self, code, payload):
-        body = json.dumps(payload).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def _authorized(self):
         key = self.headers.get("api-key") or ""
@@ -52,37 +40,37 @@ class _Handler(BaseHTTPRequestHandler):
         with self.srv.lock:
             self.srv.requests.append((method, path))
         if path in OPEN_PATHS and method == "GET":
-            return self._send(200, {"title": "qdrant - vector search engine", "version": "1.19.0"})
+            return self.send_json(200, {"title": "qdrant - vector search engine", "version": "1.19.0"})
         if not self._authorized():
-            return self._send(401, {"status": {"error": "Must provide an API key or an Authorization bearer token"}})
+            return self.send_json(401, {"status": {"error": "Must provide an API key or an Authorization bearer token"}})
         if path == "/collections" and method == "GET":
             with self.srv.lock:
                 names = sorted(self.srv.collections)
-            return self._send(200, {"result": {"collections": [{"name": n} for n in names]}, "status": "ok"})
+            return self.send_json(200, {"result": {"collections": [{"name": n} for n in names]}, "status": "ok"})
         match = _COLLECTION.match(path)
         if not match:
-            return self._send(404, {"status": {"error": "Not found"}})
+            return self.send_json(404, {"status": {"error": "Not found"}})
         name, exists = match.group(1), match.group(2)
         with self.srv.lock:
             if method == "GET" and exists:
-                return self._send(200, {"result": {"exists": name in self.srv.collections}, "status": "ok"})
+                return self.send_json(200, {"result": {"exists": name in self.srv.collections}, "status": "ok"})
             if method == "GET":
                 if name not in self.srv.collections:
-                    return self._send(404, {"status": {"error": "Collection `%s` doesn't exist!" % name}})
-                return self._send(200, {"result": {"config": {"params": {"vectors": self.srv.collections[name]}}}})
+                    return self.send_json(404, {"status": {"error": "Collection `%s` doesn't exist!" % name}})
+                return self.send_json(200, {"result": {"config": {"params": {"vectors": self.srv.collections[name]}}}})
             if method == "PUT" and not exists:
                 if name in self.srv.collections:
-                    return self._send(409, {"status": {"error": "Wrong input: Collection `%s` already exists!" % name}})
+                    return self.send_json(409, {"status": {"error": "Wrong input: Collection `%s` already exists!" % name}})
                 try:
                     vectors = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))["vectors"]
                     size, distance = int(vectors["size"]), vectors["distance"]
                 except (ValueError, KeyError, TypeError):
-                    return self._send(400, {"status": {"error": "Json deserialize error: missing field `vectors`"}})
+                    return self.send_json(400, {"status": {"error": "Json deserialize error: missing field `vectors`"}})
                 if size < 1 or distance not in DISTANCES:
-                    return self._send(400, {"status": {"error": "Wrong input: bad vector size or distance"}})
+                    return self.send_json(400, {"status": {"error": "Wrong input: bad vector size or distance"}})
                 self.srv.collections[name] = {"size": size, "distance": distance}
-                return self._send(200, {"result": True, "status": "ok"})
-        return self._send(405, {"status": {"error": "Method not allowed"}})
+                return self.send_json(200, {"result": True, "status": "ok"})
+        return self.send_json(405, {"status": {"error": "Method not allowed"}})
 
     def do_GET(self):  # noqa: N802
         self._route("GET")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import signal
 import socket
 import threading
-from http.server import ThreadingHTTPServer
+import json
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 def free_port() -> int:
@@ -27,6 +28,21 @@ def run_in_foreground(server, banner, port_file=None):
     stop.wait()
     server.stop()
     return 0
+
+
+class JSONHandler(BaseHTTPRequestHandler):
+    """A quiet request handler with ``send_json``: the base of the test servers that answer JSON."""
+
+    def log_message(self, format, *args):  # noqa: A002 - keep test output quiet
+        pass
+
+    def send_json(self, status, payload, content_type="application/json"):
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
 
 class BackgroundHTTPServer:
