@@ -20,6 +20,7 @@ import time
 import pytest
 
 from tests.support.catalog_example import load_example_catalog
+from tests.support.hf_server import HFServer
 from tests.support.gpu_swap_lab import (DELETE_DELAY, NEVER_READY, READY_DELAY, SMI_GAME, Lab, gpu_backend, kill_run,
                                         recap)
 from tests.support.ollama_server import OllamaServer
@@ -116,6 +117,36 @@ def test_unknown_target_fails_before_anything_changes(kube, tmp_path, target, fr
     for fragment in fragments:
         assert fragment in out.stdout
     assert lab.snapshot() == before
+
+
+def test_vllm_weights_are_pulled_before_the_swap_and_a_model_the_hub_lacks_fails_with_ollama_serving(kube, tmp_path):
+    """Emulated: the Hugging Face Hub (tests/support/hf_server.py); real: model_pull (huggingface_hub) on the
+    "GPU host" (this machine), the control plane, the playbook."""
+    with HFServer() as hub:
+        commit = hub.repos["ailab-test/tiny-model"].order[0]
+        models = CATALOG["gpu_lab_models"] + [
+            dict(SECOND_VLLM, name="tiny-vllm", source="ailab-test/tiny-model", revision=commit),
+            dict(SECOND_VLLM, name="gone-vllm", source="ailab-test/not-on-the-hub", revision="0" * 40)]
+        lab = lab_for(kube, tmp_path, owner="ollama", models=models)
+        cache = tmp_path / "hub-cache"
+        pull = {"gpu_swap_vllm_pull": True, "gpu_swap_vllm_pull_become": False,
+                "gpu_swap_vllm_cache_dir": str(cache), "gpu_swap_hf_endpoint": hub.url}
+        before = lab.snapshot()
+        out = lab.swap("vllm:gone-vllm", check=False, **pull)
+        assert out.returncode != 0
+        assert "repository ailab-test/not-on-the-hub at %s" % hub.url in out.stdout and "not found (HTTP 404)" in out.stdout
+        assert lab.snapshot() == before, "a failed download must come before the lock, the intent and the stop"
+        assert_settled(lab, "ollama")
+
+        lab.swap("vllm:tiny-vllm", **pull)
+        assert_settled(lab, "vllm", "tiny-vllm")
+        weights = cache / "models--ailab-test--tiny-model" / "snapshots" / commit / "model.safetensors"
+        assert weights.stat().st_size > 0, "the swap started vLLM on a model whose weights are not on the volume"
+        lab.swap("ollama", **pull)
+        sent = len(hub.requests)
+        lab.swap("vllm:tiny-vllm", **pull)                # complete pinned snapshot: nothing is fetched
+        assert hub.requests[sent:] == []
+        assert_settled(lab, "vllm", "tiny-vllm")
 
 
 def test_gateway_check_without_a_gateway_url_fails_before_anything_changes(kube, tmp_path):

@@ -284,6 +284,8 @@ class Lab:
             # The Services' ClusterIPs are not reachable from this machine: tests that unload pass
             # gpu_swap_ollama_url of a local Ollama API server.
             "gpu_swap_unload_models": False,
+            # No Hugging Face here: the weights test passes gpu_swap_hf_endpoint of a local hub (hf_server).
+            "gpu_swap_vllm_pull": False,
         }
         variables.update(self.vars)
         variables.update(extra)
