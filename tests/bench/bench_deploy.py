@@ -94,12 +94,24 @@ def deploy(varsfile, *extra, json_out=False):
     return took, proc.stdout
 
 
+def _seconds(duration):
+    """Seconds between the json callback's ISO start/end stamps of a task (0 when absent)."""
+    from datetime import datetime  # pylint: disable=import-outside-toplevel
+    try:
+        return (datetime.fromisoformat(duration["end"].rstrip("Z")) - datetime.fromisoformat(duration["start"].rstrip("Z"))
+                ).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+
+
 def count_tasks(json_text):
-    """(module invocations by action, changed count, objects applied by kubernetes.core.k8s) of one json-callback run."""
+    """(module invocations by action, changed count, objects applied by kubernetes.core.k8s, seconds by action)
+    of one json-callback run; the seconds are each task's wall time, tasks without a module under "controller"."""
     data = json.loads(json_text[json_text.index("{"):])
-    actions, changed, objects = collections.Counter(), 0, 0
+    actions, changed, objects, seconds = collections.Counter(), 0, 0, collections.Counter()
     for play in data["plays"]:
         for task in play["tasks"]:
+            kinds = set()
             for result in task["hosts"].values():
                 items = result.get("results") if isinstance(result.get("results"), list) else [result]
                 for item in items:
@@ -108,11 +120,14 @@ def count_tasks(json_text):
                     action = result.get("action") or task["task"].get("action", "?")
                     changed += bool(item.get("changed"))
                     if action in NO_MODULE:
+                        kinds.add("controller (no module)")
                         continue
+                    kinds.add(action)
                     actions[action] += 1
                     if action.endswith("k8s") and isinstance(item.get("result"), dict):
                         objects += len(item["result"].get("results") or [item["result"]])
-    return actions, changed, objects
+            seconds[sorted(kinds)[0] if kinds else "skipped tasks"] += _seconds(task["task"].get("duration") or {})
+    return actions, changed, objects, seconds
 
 
 def main(argv=None):
@@ -161,7 +176,7 @@ def main(argv=None):
         qdrant.stop()
         subprocess.run([sys.executable, "-m", "tests.support.servers", "stop", "--dir", cluster], cwd=REPO, env=env(),
                        check=False, capture_output=True)
-    actions, _changed, k8s_objects = counts
+    actions, _changed, k8s_objects, seconds = counts
     d, k = statistics.median(reruns), statistics.median(applies)
     print("deploy re-run (changed=0), median of %d: %.1f s   (runs: %s)" % (args.runs, d, ", ".join("%.1f" % t for t in reruns)))
     print("kubectl apply --server-side -k of the same %d rendered objects, median of %d: %.2f s   (runs: %s)" % (
@@ -169,6 +184,8 @@ def main(argv=None):
     print("ratio deploy / kubectl: %.1fx   (target: within 3x)" % (d / k))
     print("module invocations in one re-run: %d (%s); objects passed to kubernetes.core.k8s: %d" % (
         sum(actions.values()), ", ".join("%s %d" % kv for kv in sorted(actions.items())), k8s_objects))
+    print("where a re-run's time goes (task wall time by action; the rest is ansible-playbook start-up and "
+          "loading): " + ", ".join("%s %.1f s" % kv for kv in seconds.most_common()))
     print("host: %d CPUs, load average %.1f (other jobs on this machine inflate both figures)" % (
         os.cpu_count(), os.getloadavg()[0]))
     return 0

@@ -31,6 +31,7 @@ import time
 import yaml
 
 from tests.support.catalog_example import load_example_catalog
+from tests.support.kube_ns import fingerprint
 from tests.support.nvidia_smi_fake import write_fake_nvidia_smi
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -209,7 +210,16 @@ class Lab:
             self.kube.apply(obj)
         if self.owner != "none":
             self.kube.wait_for(lambda: self.ready(self.owner), timeout=60, what=f"{self.owner} Ready")
+        # The Deployment controller writes the revision annotation (metadata, not status) on its first sync:
+        # wait for it, so that a later "nothing was written" check sees only what the code under test wrote.
+        self.kube.wait_for(lambda: all(self.settled(n) for n in ("ollama", "vllm")), timeout=60,
+                           what="both Deployments synced by the Deployment controller")
         return self
+
+    def settled(self, name):
+        dep = self.deployment(name)
+        return (dep["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision") and \
+            (dep.get("status") or {}).get("observedGeneration") == dep["metadata"]["generation"]
 
     # -- reading the cluster
     def state(self):
@@ -233,9 +243,10 @@ class Lab:
             for p in self.pods(name))
 
     def snapshot(self):
-        """resourceVersion of everything gpu_swap may write (both Deployments, the state ConfigMap, the
-        Lease, every Secret/Service/ConfigMap of the namespace) and the pod names: equal means no write."""
-        seen = [(kind, o["metadata"]["name"], o["metadata"]["resourceVersion"])
+        """What gpu_swap may write (both Deployments, the state ConfigMap, the Lease, every Secret/Service/ConfigMap
+        of the namespace), each as a fingerprint of what a client writes (kube_ns.fingerprint: status left out,
+        which controllers keep updating), and the pod names: equal means no write."""
+        seen = [(kind, o["metadata"]["name"], fingerprint(o))
                 for kind, version in (("Deployment", "apps/v1"), ("ConfigMap", "v1"), ("Service", "v1"), ("Secret", "v1"),
                                       ("Lease", "coordination.k8s.io/v1"))
                 for o in self.kube.list(kind, api_version=version)]

@@ -23,7 +23,7 @@ _NOT_SNAPSHOT = {("v1", "Event"), ("events.k8s.io/v1", "Event"), ("v1", "Endpoin
                  ("v1", "ServiceAccount"), ("v1", "ConfigMap:kube-root-ca.crt")}
 
 
-def _fingerprint(obj):
+def fingerprint(obj):
     """Hash of what a client writes: the object without status, resourceVersion and status-subresource fields."""
     obj = copy.deepcopy(obj)
     obj.pop("status", None)
@@ -116,7 +116,7 @@ class KubeNamespace:
         seen = []
         for ns in namespaces:
             obj = self.get("Namespace", ns)
-            seen.append(("v1", "Namespace", ns, obj and _fingerprint(obj)))
+            seen.append(("v1", "Namespace", ns, obj and fingerprint(obj)))
         for res in self.client.resources.search():
             if (not res.namespaced or res.kind.endswith("List") or "list" not in (res.verbs or []) or "/" in res.name
                     or (res.group_version, res.kind) in _NOT_SNAPSHOT):
@@ -126,7 +126,7 @@ class KubeNamespace:
                     if (res.group_version, f"{res.kind}:{item.metadata.name}") in _NOT_SNAPSHOT:
                         continue
                     seen.append((res.group_version, res.kind, f"{ns}/{item.metadata.name}",
-                                 _fingerprint(item.to_dict())))
+                                 fingerprint(item.to_dict())))
         return sorted(seen, key=lambda t: tuple(str(x) for x in t))
 
     def write_kubeconfig(self, path, token):

@@ -64,8 +64,8 @@ def write_inventory(directory, kubeconfig, env_file, models=None, **hostvars):
 
 
 def snapshot(kube, extra_namespaces=()):
-    """Every object of the test's namespace (and ``extra_namespaces``, which may not exist) with its
-    resourceVersion: equal snapshots mean no write."""
+    """Every object of the test's namespace (and ``extra_namespaces``, which may not exist) with the
+    fingerprint of what a client wrote (KubeNamespace.snapshot): equal snapshots mean no write."""
     return kube.snapshot([kube.namespace, *extra_namespaces])
 
 
