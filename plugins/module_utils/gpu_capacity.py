@@ -328,9 +328,13 @@ def collect(params, kube_list=None, run_command=None, sleep=time.sleep, clock=ti
     sources = params.get("sources") or ["kubernetes"]
     resource = params.get("resource_name") or DEFAULT_RESOURCE
     node = params.get("node")
-    deadline = clock() + (params.get("wait_timeout") or 0)
+    started = clock()
+    deadline = started + (params.get("wait_timeout") or 0)
+    looks = 0
     while True:
-        report = {"resource": resource, "sources": list(sources)}
+        looks += 1
+        report = {"resource": resource, "sources": list(sources), "looks": looks,
+                  "waited_seconds": round(clock() - started, 2)}
         failures = []
         if "kubernetes" in sources:
             nodes = kube_list("CoreV1Api", "list_node", "list nodes")["items"]

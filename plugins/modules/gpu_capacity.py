@@ -116,6 +116,16 @@ resource:
   returned: always
   type: str
   sample: nvidia.com/gpu
+looks:
+  description: How many times the state was read; more than 1 means the requirements did not hold at first and it waited.
+  returned: always
+  type: int
+  sample: 1
+waited_seconds:
+  description: Seconds from the first read to the read this report comes from (0 when the first read was the answer).
+  returned: always
+  type: float
+  sample: 0.0
 advertised:
   description: Whether any reported node advertises O(resource_name) (false usually means no device plugin).
   returned: when kubernetes is in O(sources)

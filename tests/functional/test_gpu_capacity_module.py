@@ -3,14 +3,15 @@
 Real: Ansible, the module and its argument spec, the kubernetes client library, kube-apiserver,
 the Deployment/ReplicaSet controllers and kube-scheduler (which binds GPU pods, leaves a second
 one Pending as Unschedulable, and keeps counting a Terminating pod's GPU until it is deleted).
-Emulated: the kubelet (kwok marks pods Running/Ready and deletes Terminating pods after the
-``kwok.ailab.test/delete-delay`` annotation), and, for the host view, nvidia-smi (tests/support/nvidia_smi_fake.py: answers only the module's
+Emulated: the kubelet (kwok marks pods Running/Ready and deletes Terminating pods once they
+carry no finalizer, after the ``kwok.ailab.test/delete-delay`` annotation), and, for the host view, nvidia-smi (tests/support/nvidia_smi_fake.py: answers only the module's
 exact queries with a hand-written case).
 """
 
 from __future__ import annotations
 
 import pathlib
+import threading
 
 import yaml
 
@@ -68,20 +69,41 @@ def test_pending_pod_is_reported_with_scheduler_reason(kube):
     assert pending["reason"] == "Unschedulable" and pending["workload"] == {"kind": "Deployment", "name": "vllm"}
 
 
+HOLD = "ailab.test/hold"  # a finalizer of the test: the API server keeps the pod Terminating until it is removed
+
+
+def _set_finalizers(kube, name, finalizers):
+    kube.client.resources.get(api_version="v1", kind="Pod").patch(
+        name=name, namespace=kube.namespace, body={"metadata": {"finalizers": finalizers}},
+        content_type="application/merge-patch+json")
+
+
 def test_terminating_pod_counts_until_deleted_and_wait_timeout_waits_for_it(kube):
-    # Terminating for 20 s: long enough for the first module run to see it on a loaded machine.
-    kube.apply(gpu_deployment("ollama", annotations={"kwok.ailab.test/delete-delay": "20s"}))
+    # The test holds the pod Terminating with a finalizer (kwok's delete stage waits for none), so
+    # neither module run races the deletion, however slow the machine.
+    kube.apply(gpu_deployment("ollama"))
     pod = kube.wait_for(lambda: kube.pods("app=ollama", running=True), what="ollama Running")[0]
     name = pod["metadata"]["name"]
+    _set_finalizers(kube, name, [HOLD])
     kube.delete("Deployment", "ollama", api_version="apps/v1")
     kube.wait_for(lambda: (kube.get("Pod", name) or {}).get("metadata", {}).get("deletionTimestamp"),
                   what="the pod to be Terminating")
     result, _ = capacity(kube, node=DEFAULT_NODE, require_free=1)
     assert result["failed"] is True and "Terminating" in result["msg"] and "Terminating pods still count" in result["msg"]
-    assert kube.get("Pod", name) is not None, "the pod must still exist when the waiting call starts"
-    result, _ = capacity(kube, node=DEFAULT_NODE, require_free=1, wait_timeout=120, wait_sleep=1)
-    # It started while the pod was Terminating and succeeded: it polled until the object was gone.
+    assert result["looks"] == 1
+
+    # Released 30 s after the waiting call starts: it must have looked while the pod was there, then
+    # kept polling until kwok deleted the pod.
+    release = threading.Timer(30, _set_finalizers, (kube, name, None))
+    release.start()
+    try:
+        result, _ = capacity(kube, node=DEFAULT_NODE, require_free=1, wait_timeout=180, wait_sleep=1)
+    finally:
+        release.cancel()
+        if kube.get("Pod", name):
+            _set_finalizers(kube, name, None)
     assert not result.get("failed"), result.get("msg")
+    assert result["looks"] > 1 and result["waited_seconds"] > 0, "it never saw the Terminating pod: nothing was waited for"
     assert result["nodes"][0]["free"] == 1 and result["nodes"][0]["holders"] == []
     assert kube.get("Pod", name) is None
 

@@ -20,9 +20,9 @@ import time
 import pytest
 
 from tests.support.catalog_example import load_example_catalog
-from tests.support.hf_server import HFServer
-from tests.support.gpu_swap_lab import (DELETE_DELAY, NEVER_READY, READY_DELAY, SMI_GAME, Lab, gpu_backend, kill_run,
+from tests.support.gpu_swap_lab import (DELETE_DELAY, HOLD, NEVER_READY, READY_DELAY, SMI_GAME, Lab, gpu_backend, kill_run,
                                         recap)
+from tests.support.hf_server import HFServer
 from tests.support.ollama_server import OllamaServer
 from tests.support.openai_backend import OpenAIBackend
 
@@ -352,12 +352,15 @@ def test_killed_run_is_recovered_by_deploys_entry_point_and_by_the_next_swap(kub
 
 
 def test_two_swaps_at_once_cannot_both_proceed(kube, tmp_path):
-    lab = lab_for(kube, tmp_path, owner="ollama", pod_annotations={"vllm": {READY_DELAY: "8s"}})
+    # The first swap's vLLM pod is held Pending (kwok hold) until the second run has been refused.
+    lab = lab_for(kube, tmp_path, owner="ollama", pod_annotations={"vllm": {HOLD: "true"}})
     first = lab.spawn("vllm:qwen2.5-7b")
-    wait_phase(lab, "stopping", first)
+    wait_phase(lab, "starting", first)
     second = lab.swap("none", check=False, gpu_swap_lock_timeout=1)
     assert second.returncode != 0
     assert "another gpu_swap holds the lock (Lease" in second.stdout and "two swaps never run at once" in second.stdout
+    kube.wait_for(lambda: lab.pods("vllm"), what="the first swap's vLLM pod")
+    lab.release("vllm")
     output = first.communicate(timeout=300)[0]
     assert first.returncode == 0, output[-4000:]
     assert_settled(lab, "vllm", "qwen2.5-7b")

