@@ -56,10 +56,28 @@ STATE_CONFIGMAP = "gpu-lab-state"
 LEASE_NAME = "gpu-lab-swap"
 BACKENDS = ("ollama", "vllm")
 OWNERS = BACKENDS + ("none",)
-INTENT_KEYS = ("intent_from", "intent_to", "intent_phase", "intent_holder", "intent_started_at")
+INTENT_KEYS = ("intent_from", "intent_to", "intent_phase", "intent_holder", "intent_started_at", "intent_restore")
 # Phases recorded in intent_phase, in order. Only "committing" (target verified, only the record
 # left to write) is completed by a recovering run; every earlier phase is rolled back.
 PHASES = ("begun", "stopping", "stopped", "starting", "verifying", "committing", "rolling_back")
+# The transition table: each step that changes the lab, the recorded phase it may start from (the
+# intent must also be this run's: intent_holder), and the phases it records, in order. The role runs
+# the steps in this order; the unit tests check both against PHASES and docs/gpu_swap.md.
+TRANSITIONS = (
+    ("begin", (None,), ("begun",)),
+    ("stop", ("begun",), ("stopping", "stopped")),
+    ("start", ("stopped",), ("starting", "verifying", "committing")),
+    ("rollback", PHASES, ("rolling_back",)),
+)
+# What a kubelet reports on a container that will not become Ready by waiting longer
+# (pkg/kubelet/images/types.go, pkg/kubelet/kuberuntime/kuberuntime_container.go, pkg/kubelet/container/sync_result.go).
+FAIL_FAST_WAITING = ("CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError",
+                     "CreateContainerError", "InvalidImageName", "ErrImageNeverPull", "RunContainerError")
+TERMINAL_PHASES = ("Failed", "Succeeded")
+# Seconds the swap waits for Ready beyond the target's own startup-probe budget (scheduling, container creation;
+# the image is pre-pulled by deploy). The kubelet's probe decides first; the swap then fails fast on the restart.
+READY_MARGIN = 120
+DEFAULT_READY_TIMEOUT = 900
 MODEL_ANNOTATION = "ailab.gpu-lab/model"
 _TRANSIENT = (0, 429, 500, 502, 503, 504)
 _NS = "/api/v1/namespaces/{namespace}"
@@ -72,6 +90,8 @@ _ROUTES = {
     "read_namespaced_secret": ("GET", _NS + "/secrets/{name}"),
     "read_namespaced_service": ("GET", _NS + "/services/{name}"),
     "list_namespaced_pod": ("GET", _NS + "/pods"),
+    "delete_namespaced_pod": ("DELETE", _NS + "/pods/{name}"),
+    "list_namespaced_event": ("GET", _NS + "/events"),
     "list_node": ("GET", "/api/v1/nodes"),
     "list_pod_for_all_namespaces": ("GET", "/api/v1/pods"),
     "list_replica_set_for_all_namespaces": ("GET", "/apis/apps/v1/replicasets"),
@@ -83,6 +103,28 @@ _ROUTES = {
     "replace_namespaced_lease": ("PUT", _LEASES + "/{name}"),
 }
 _QUERY = {"label_selector": "labelSelector", "field_selector": "fieldSelector"}
+# Least privilege, derived from _ROUTES (the only requests the swap makes): route -> (API group, resource, verb,
+# cluster-wide). roles/gpu_swap/tasks/rbac.yml applies what rbac_rules() makes of it; a unit test checks every
+# route has its rule.
+_RBAC = {
+    "read_namespaced_config_map": ("", "configmaps", "get", False),
+    "create_namespaced_config_map": ("", "configmaps", "create", False),
+    "patch_namespaced_config_map": ("", "configmaps", "patch", False),
+    "read_namespaced_secret": ("", "secrets", "get", False),
+    "read_namespaced_service": ("", "services", "get", False),
+    "list_namespaced_pod": ("", "pods", "list", False),
+    "delete_namespaced_pod": ("", "pods", "delete", False),
+    "list_namespaced_event": ("", "events", "list", False),
+    "list_node": ("", "nodes", "list", True),
+    "list_pod_for_all_namespaces": ("", "pods", "list", True),
+    "list_replica_set_for_all_namespaces": ("apps", "replicasets", "list", True),
+    "read_namespaced_deployment": ("apps", "deployments", "get", False),
+    "patch_namespaced_deployment": ("apps", "deployments", "patch", False),
+    "patch_namespaced_deployment_scale": ("apps", "deployments/scale", "patch", False),
+    "read_namespaced_lease": ("coordination.k8s.io", "leases", "get", False),
+    "create_namespaced_lease": ("coordination.k8s.io", "leases", "create", False),
+    "replace_namespaced_lease": ("coordination.k8s.io", "leases", "update", False),
+}
 
 
 class SwapError(Exception):
@@ -213,6 +255,244 @@ def deployment_ready(dep, pods):
     ready = [p for p in live if _pod_ready(p)]
     return (status.get("readyReplicas") or 0) >= want and (status.get("updatedReplicas") or 0) >= want \
         and len(ready) >= want and len(live) == len(pods)
+
+
+def pod_terminal(pod):
+    """Failed or Succeeded: the kubelet is done with it and the scheduler no longer counts its GPU."""
+    return (pod.get("status") or {}).get("phase") in TERMINAL_PHASES
+
+
+def pod_failure(pod):
+    """Why this pod will not become Ready by waiting longer, as the kubelet reports it; ``None`` if it may still.
+
+    Ends a Ready wait at once: the pod is Failed (``UnexpectedAdmissionError``, ``Evicted``, ...); a container waits
+    with a reason of FAIL_FAST_WAITING (crash loop, image pull, configuration); a container was OOM-killed or has
+    restarted at all (a crash, or a startup probe that ran out: a GPU backend that restarts while loading does not
+    load by waiting). The sentence carries the container's last message (``terminationMessagePolicy:
+    FallbackToLogsOnError`` puts the end of its log there).
+    """
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    name = meta.get("name")
+    if status.get("phase") == "Failed":
+        return "pod %s Failed (%s): %s" % (name, status.get("reason") or "no reason", status.get("message") or "no message")
+    for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        state, last = cs.get("state") or {}, cs.get("lastState") or {}
+        waiting = state.get("waiting") or {}
+        ended = last.get("terminated") or state.get("terminated") or {}
+        restarts = cs.get("restartCount") or 0
+        detail = ""
+        if ended:
+            detail = "; last exit %s (%s)%s" % (ended.get("exitCode"), ended.get("reason") or "no reason",
+                                                 ": %s" % ended["message"].strip()[-300:] if ended.get("message") else "")
+        if waiting.get("reason") in FAIL_FAST_WAITING:
+            return "container %s of pod %s: %s: %s%s" % (cs.get("name"), name, waiting["reason"],
+                                                        (waiting.get("message") or "no message").strip()[-300:], detail)
+        if ended.get("reason") == "OOMKilled":
+            return "container %s of pod %s was OOM-killed (the memory limit is too low for the model)%s" % (
+                cs.get("name"), name, detail)
+        if restarts > 0:
+            return "container %s of pod %s restarted %d time(s) while loading (a crash, or its startup probe ran out)%s" % (
+                cs.get("name"), name, restarts, detail)
+    return None
+
+
+def describe_failed(pod):
+    """``ollama-7c9-x2 (UnexpectedAdmissionError: Allocate failed ...)`` for a Failed pod."""
+    status = pod.get("status") or {}
+    return "%s (%s: %s)" % ((pod.get("metadata") or {}).get("name"), status.get("reason") or "Failed",
+                            (status.get("message") or "no message")[:200])
+
+
+def probe_budget(dep, container=None):
+    """Seconds the kubelet lets the (named, else first) container load: initialDelaySeconds + failureThreshold x
+    periodSeconds of its startup probe (API defaults 0, 3, 10), or ``None`` without a startup probe."""
+    containers = ((((dep or {}).get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
+    match = [c for c in containers if c.get("name") == container] or containers[:1]
+    probe = (match[0].get("startupProbe") if match else None) or None
+    if not probe:
+        return None
+    return int(probe.get("initialDelaySeconds") or 0) + int(probe.get("failureThreshold") or 3) * int(
+        probe.get("periodSeconds") or 10)
+
+
+def _match_expression(expr, value_of):
+    key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+    value = value_of(key)
+    if op == "In":
+        return value is not None and value in values
+    if op == "NotIn":
+        return value is None or value not in values
+    if op == "Exists":
+        return value is not None
+    if op == "DoesNotExist":
+        return value is None
+    if op in ("Gt", "Lt"):
+        try:
+            number, limit = int(value), int(values[0])
+        except (TypeError, ValueError, IndexError):
+            return False
+        return number > limit if op == "Gt" else number < limit
+    return False
+
+
+def _tolerated(taint, tolerations):
+    for tol in tolerations:
+        if tol.get("effect") and tol.get("effect") != taint.get("effect"):
+            continue
+        if tol.get("operator") == "Exists":
+            if not tol.get("key") or tol.get("key") == taint.get("key"):
+                return True
+        elif tol.get("key") == taint.get("key") and (tol.get("value") or "") == (taint.get("value") or ""):
+            return True
+    return False
+
+
+def pod_fits_node(pod, node):
+    """Whether the scheduler could put this (Pending) pod on ``node``: node selector, required node affinity
+    (matchExpressions and matchFields), NoSchedule/NoExecute taints against the pod's tolerations, cordon."""
+    spec, meta = pod.get("spec") or {}, node.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
+        return False
+    required = ((((spec.get("affinity") or {}).get("nodeAffinity") or {})
+                 .get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms")) or []
+    if required:
+        fields = {"metadata.name": meta.get("name")}
+        if not any(all(_match_expression(e, labels.get) for e in term.get("matchExpressions") or [])
+                   and all(_match_expression(e, fields.get) for e in term.get("matchFields") or [])
+                   for term in required):
+            return False
+    tolerations = spec.get("tolerations") or []
+    taints = list((node.get("spec") or {}).get("taints") or [])
+    if (node.get("spec") or {}).get("unschedulable"):
+        taints.append({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"})
+    return all(_tolerated(t, tolerations) for t in taints if t.get("effect") in ("NoSchedule", "NoExecute"))
+
+
+def gpu_claimants(pods, node, resource, is_lab_backend):
+    """Pods other than the lab's GPU backends that hold ``resource`` on ``node`` or wait (Pending, unbound) for it
+    and fit ``node``: stopping the owner would hand them the GPU. Terminal pods do not count (as for the scheduler)."""
+    name = node["metadata"]["name"]
+    found = []
+    for pod in pods:
+        if pod_terminal(pod) or is_lab_backend(pod) or not cap.pod_request(pod, resource):
+            continue
+        bound = (pod.get("spec") or {}).get("nodeName")
+        meta = pod.get("metadata") or {}
+        if bound == name:
+            found.append("%s/%s holds %s on %s" % (meta.get("namespace"), meta.get("name"), resource, name))
+        elif not bound and pod_fits_node(pod, node):
+            found.append("%s/%s is Pending for %s and fits node %s" % (meta.get("namespace"), meta.get("name"), resource,
+                                                                        name))
+    return found
+
+
+def template_snapshot(dep, container):
+    """What the swap may change in a GPU backend's Deployment and a rollback puts back exactly: the container's
+    args, the model annotation (object and pod template) and the pod template's node selector."""
+    if not dep:
+        return None
+    meta = dep.get("metadata") or {}
+    template = (dep.get("spec") or {}).get("template") or {}
+    pod_spec = template.get("spec") or {}
+    containers = pod_spec.get("containers") or []
+    match = [c for c in containers if c.get("name") == container] or containers[:1]
+    return {"container": match[0].get("name") if match else None,
+            "args": match[0].get("args") if match else None,
+            "model": (meta.get("annotations") or {}).get(MODEL_ANNOTATION),
+            "template_model": ((template.get("metadata") or {}).get("annotations") or {}).get(MODEL_ANNOTATION),
+            "node_selector": pod_spec.get("nodeSelector")}
+
+
+def restore_ops(dep, snapshot):
+    """JSON Patch operations that bring ``dep`` back to ``snapshot`` (``[]`` when it already is)."""
+    now = template_snapshot(dep, snapshot.get("container"))
+    if now == snapshot:
+        return []
+    key = MODEL_ANNOTATION.replace("~", "~0").replace("/", "~1")
+    ops = []
+
+    def put(path, old, new, parent=None, parent_exists=True):
+        if old == new:
+            return
+        if new is None:
+            ops.append({"op": "remove", "path": path})
+        elif parent is not None and not parent_exists:
+            ops.append({"op": "add", "path": parent, "value": {}})
+            ops.append({"op": "add", "path": path, "value": new})
+        else:
+            ops.append({"op": "add" if old is None else "replace", "path": path, "value": new})
+    containers = dep["spec"]["template"]["spec"].get("containers") or []
+    index = [i for i, c in enumerate(containers) if c.get("name") == snapshot.get("container")]
+    if index:
+        base = "/spec/template/spec/containers/%d" % index[0]
+        ops.append({"op": "test", "path": base + "/name", "value": snapshot["container"]})
+        put(base + "/args", now["args"], snapshot["args"])
+    put("/metadata/annotations/" + key, now["model"], snapshot["model"], "/metadata/annotations",
+        bool((dep.get("metadata") or {}).get("annotations")))
+    template_meta = dep["spec"]["template"].get("metadata") or {}
+    if not template_meta and snapshot["template_model"] is not None:
+        ops.append({"op": "add", "path": "/spec/template/metadata", "value": {}})
+    put("/spec/template/metadata/annotations/" + key, now["template_model"], snapshot["template_model"],
+        "/spec/template/metadata/annotations", bool(template_meta.get("annotations")))
+    put("/spec/template/spec/nodeSelector", now["node_selector"], snapshot["node_selector"])
+    if all(op["op"] == "test" for op in ops):
+        return []
+    return ops
+
+
+def rbac_objects(namespace, account="gpu-swap", deployments=None, gateway_secret="litellm-env"):
+    """The ServiceAccount, Role/RoleBinding (lab namespace) and ClusterRole/ClusterRoleBinding (reads only) that let
+    ``account`` run every swap step and nothing more (rbac_rules)."""
+    deployments = deployments or {"ollama": "ollama", "vllm": "vllm"}
+    cluster_rules, lab_rules = rbac_rules(deployments, gateway_secret)
+    labels = {"app.kubernetes.io/part-of": "ai-lab", "app.kubernetes.io/managed-by": "ailab.gpu_lab",
+              "app.kubernetes.io/component": "gpu-swap"}
+    cluster_name = "%s-%s" % (account, namespace)  # cluster-scoped: one per lab namespace
+    subject = [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]
+    rbac = "rbac.authorization.k8s.io/v1"
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": account, "namespace": namespace, "labels": labels}, "automountServiceAccountToken": False},
+        {"apiVersion": rbac, "kind": "Role", "metadata": {"name": account, "namespace": namespace, "labels": labels},
+         "rules": lab_rules},
+        {"apiVersion": rbac, "kind": "RoleBinding", "metadata": {"name": account, "namespace": namespace, "labels": labels},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account}, "subjects": subject},
+        {"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": cluster_name, "labels": labels},
+         "rules": cluster_rules},
+        {"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": {"name": cluster_name, "labels": labels},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_name},
+         "subjects": subject},
+    ]
+
+
+def restore_data(text):
+    """The ``intent_restore`` record (JSON) as a dict; ``{}`` when absent or unreadable (edited by hand)."""
+    try:
+        data = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def rbac_rules(deployments, gateway_secret):
+    """(cluster-wide rules, lab-namespace rules) the swap needs, derived from the requests it makes (_RBAC)."""
+    names = {"configmaps": [STATE_CONFIGMAP], "secrets": [gateway_secret], "leases": [LEASE_NAME],
+             "services": [deployments["ollama"]], "deployments": sorted(deployments.values()),
+             "deployments/scale": sorted(deployments.values())}
+    grouped = {}
+    for route in sorted(_RBAC):
+        group, resource, verb, cluster = _RBAC[route]
+        # create and list cannot be limited to names (the name is not known to the authorizer then)
+        limit = tuple(names.get(resource) or ()) if verb not in ("create", "list") and not cluster else ()
+        grouped.setdefault((cluster, group, resource, limit), set()).add(verb)
+    cluster_rules, lab_rules = [], []
+    for (cluster, group, resource, limit), verbs in sorted(grouped.items()):
+        rule = {"apiGroups": [group], "resources": [resource], "verbs": sorted(verbs)}
+        if limit:
+            rule["resourceNames"] = list(limit)
+        (cluster_rules if cluster else lab_rules).append(rule)
+    return cluster_rules, lab_rules
 
 
 def parse_time(text):
@@ -565,6 +845,24 @@ class Cluster(object):
         self.call("AppsV1Api", "patch_namespaced_deployment", "%s of Deployment %s/%s" % (what, self.namespace, name),
                   content_type="application/strategic-merge-patch+json", name=name, namespace=self.namespace, body=body)
 
+    def patch_deployment_json(self, name, ops, what):
+        self.call("AppsV1Api", "patch_namespaced_deployment", "%s of Deployment %s/%s" % (what, self.namespace, name),
+                  content_type="application/json-patch+json", name=name, namespace=self.namespace, body=ops)
+
+    def delete_pod(self, name):
+        self.call("CoreV1Api", "delete_namespaced_pod", "delete pod %s/%s" % (self.namespace, name), missing_ok=True,
+                  name=name, namespace=self.namespace)
+
+    def events(self, pod_name):
+        """The events the kubelet and scheduler wrote about a pod, oldest first (``[]`` when they cannot be read)."""
+        try:
+            items = self.call("CoreV1Api", "list_namespaced_event", "list events of pod %s/%s" % (self.namespace, pod_name),
+                              namespace=self.namespace,
+                              field_selector="involvedObject.kind=Pod,involvedObject.name=%s" % pod_name)["items"]
+        except SwapError:
+            return []
+        return sorted(items, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+
     def kube_list(self, api, method, action, **kwargs):
         """gpu_capacity's listing callback, with the same retries."""
         return self.call(api, method, action, **kwargs)
@@ -679,7 +977,8 @@ class Swap(object):
             self.sleep(interval)
 
     def wait_stopped(self, owner, node):
-        """Wait until the owner's pods are DELETED (not Terminating) and the node's GPU is free."""
+        """Wait until the owner's pods are DELETED or terminal (Failed/Succeeded: the kubelet is done, the scheduler no
+        longer counts their GPU); a Terminating pod still holds its GPU."""
         name = self.deployments[owner]
         dep = self.k.deployment(name, missing_ok=True)
         waited = 0.0
@@ -687,36 +986,98 @@ class Swap(object):
             pods = []
 
             def gone():
-                pods[:] = self.k.pods(dep)
+                pods[:] = [p for p in self.k.pods(dep) if not pod_terminal(p)]
                 return not pods
             waited += self.wait(gone, self.p.get("delete_timeout") or 180,
                                 lambda: "pods of Deployment %s/%s still exist: %s (a Terminating pod holds its GPU until "
-                                        "the pod object is gone; raise gpu_swap_delete_timeout if they take longer)"
+                                        "the kubelet reports it terminal or the object is gone; raise "
+                                        "gpu_swap_delete_timeout if they take longer)"
                                         % (self.k.namespace, name, describe_pods(pods)))
         return waited
 
-    def wait_gpu_free(self, node):
-        params = {"sources": ["kubernetes"], "resource_name": self.p.get("resource_name") or cap.DEFAULT_RESOURCE,
-                  "node": node, "require_free": 1}
-        failure = []
+    def remove_failed_pods(self):
+        """Delete the GPU backends' Failed pods (``UnexpectedAdmissionError`` after a reboot, ``Evicted``): the
+        ReplicaSet controller leaves them and pod GC only starts at 12,500 terminated pods. Returns their lines."""
+        removed = []
+        for owner in BACKENDS:
+            dep = self.k.deployment(self.deployments[owner], missing_ok=True)
+            if dep is None:
+                continue
+            for pod in self.k.pods(dep):
+                if (pod.get("status") or {}).get("phase") != "Failed":
+                    continue
+                line = describe_failed(pod)
+                if not self.check_mode:
+                    self.k.delete_pod(pod["metadata"]["name"])
+                removed.append(line)
+        if removed:
+            self.notes.append("deleted the GPU backends' Failed pods (the ReplicaSet controller leaves them): %s"
+                              % "; ".join(removed))
+        return removed
 
-        def free():
-            problem = cap.collect(params, kube_list=self.k.kube_list)[1]
-            failure[:] = [problem] if problem else []
-            return not problem
-        return self.wait(free, self.p.get("delete_timeout") or 180, lambda: failure[0] if failure else "GPU not free")
+    def preflight(self, node):
+        """Refuse before anything stops when a pod other than the lab's GPU backends holds the node's GPU or waits
+        (Pending) for it and fits the node: stopping the owner would hand it the GPU."""
+        resource = self.p.get("resource_name") or cap.DEFAULT_RESOURCE
+        nodes = [n for n in self.k.call("CoreV1Api", "list_node", "list nodes")["items"] if n["metadata"]["name"] == node]
+        if not nodes:
+            return []
+        selectors = {}
+        for owner in BACKENDS:
+            dep = self.k.deployment(self.deployments[owner], missing_ok=True)
+            if dep is not None:
+                selectors[owner] = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+
+        def is_lab_backend(pod):
+            meta = pod.get("metadata") or {}
+            labels = meta.get("labels") or {}
+            return meta.get("namespace") == self.k.namespace and any(
+                sel and all(labels.get(k) == v for k, v in sel.items()) for sel in selectors.values())
+        pods = self.k.call("CoreV1Api", "list_pod_for_all_namespaces", "list pods of all namespaces")["items"]
+        found = gpu_claimants(pods, nodes[0], resource, is_lab_backend)
+        if found:
+            raise SwapError("another pod claims the GPU of node %s: %s. Stopping the current owner would hand the GPU to "
+                            "it, so nothing was changed and the current owner keeps serving. Stop or delete that pod "
+                            "(or move it off this node), then swap again." % (node, "; ".join(found)))
+        return found
+
+    def ready_timeout(self, owner):
+        """gpu_swap_ready_timeout when set, else the target's startup-probe budget + READY_MARGIN (one budget per
+        backend, set by the deploy role: the kubelet gives up on a load first, and the swap fails fast on that)."""
+        if self.p.get("ready_timeout"):
+            return self.p["ready_timeout"]
+        dep = self.k.deployment(self.deployments[owner], missing_ok=True)
+        budget = probe_budget(dep, self.p.get("vllm_container") if owner == "vllm" else None)
+        return budget + READY_MARGIN if budget else DEFAULT_READY_TIMEOUT
 
     def wait_ready(self, owner):
+        """Wait for Ready; end at once, naming the kubelet's reason and the container's message, when the target
+        cannot get there by waiting (pod_failure: crash loop, image pull, OOM kill, startup-probe restart, Failed)."""
         name = self.deployments[owner]
-        seen = {"dep": None, "pods": []}
+        seen = {"dep": None, "pods": [], "failure": None}
+        timeout = self.ready_timeout(owner)
 
         def ready():
             seen["dep"] = self.k.deployment(name)
             seen["pods"] = self.k.pods(seen["dep"])
-            return deployment_ready(seen["dep"], seen["pods"])
-        return self.wait(ready, self.p.get("ready_timeout") or 600,
-                         lambda: "Deployment %s/%s has no Ready pod: %s (raise gpu_swap_ready_timeout if the model only "
-                                 "needs longer to load)" % (self.k.namespace, name, describe_pods(seen["pods"])))
+            for pod in seen["pods"]:
+                failure = None if (pod.get("metadata") or {}).get("deletionTimestamp") else pod_failure(pod)
+                if failure:
+                    seen["failure"] = (pod, failure)
+                    return True
+            return deployment_ready(seen["dep"], [p for p in seen["pods"] if not pod_terminal(p)])
+        waited = self.wait(ready, timeout,
+                           lambda: "Deployment %s/%s has no Ready pod: %s (raise gpu_swap_ready_timeout, or the backend's "
+                                   "load budget, if the model only needs longer to load)"
+                                   % (self.k.namespace, name, describe_pods(seen["pods"])))
+        if seen["failure"]:
+            pod, failure = seen["failure"]
+            events = ["%s: %s" % (e.get("reason"), (e.get("message") or "").strip()[:200])
+                      for e in self.k.events(pod["metadata"]["name"]) if e.get("type") == "Warning"][-3:]
+            raise SwapError("Deployment %s/%s will not become Ready: %s%s (after %.1f s of waiting)"
+                            % (self.k.namespace, name, failure, "; kubelet events: " + " | ".join(events) if events else "",
+                               waited))
+        return waited
 
     # -- reading the world
     def gpu_nodes(self):
@@ -842,6 +1203,12 @@ class Swap(object):
             raise SwapError("gateway_url is not set, so %s could not be checked through the gateway after the swap: set "
                             "gpu_swap_gateway_url (LiteLLM as the controller reaches it, e.g. over the tailnet) or "
                             "gpu_swap_verify_gateway: false. Nothing was changed." % target_name(target))
+        if self.p.get("verify_gateway") and alias and not self.p.get("gateway_api_key"):
+            secret = self.p.get("gateway_secret") or "litellm-env"
+            if not self.k.secret_value(secret, "LITELLM_MASTER_KEY"):
+                raise SwapError("no gateway key: Secret %s/%s has no LITELLM_MASTER_KEY (run the secrets playbook) and "
+                                "gpu_swap_gateway_api_key is not set, so %s could not be checked through the gateway "
+                                "after the swap. Nothing was changed." % (self.k.namespace, secret, target_name(target)))
         for owner in set([target["owner"], current["owner"]]) - set(["none"]):
             dep = self.k.deployment(self.deployments[owner], missing_ok=True)
             if dep is None:
@@ -863,15 +1230,40 @@ class Swap(object):
             self.phase("begin", t0)
             return dict(self.report(), changed=bool(recovered), noop=True, current=target_name(current),
                         target=target_name(target), node=node, plan=[], recovered=recovered)
+        self.preflight(node)
         waited = self.lock(self.p.get("lock_timeout") or 0)
         self.record({"intent_from": target_name(current), "intent_to": target_name(target), "intent_phase": "begun",
-                     "intent_holder": self.holder, "intent_started_at": micro_time(self.wall())})
-        self.phase("begin (validate, lock, record intent)", t0, waited)
+                     "intent_holder": self.holder, "intent_started_at": micro_time(self.wall()),
+                     "intent_restore": json.dumps(self.snapshot(), sort_keys=True)})
+        self.phase("begin (validate, look for other GPU claimants, lock, record intent)", t0, waited)
         return dict(self.report(), changed=True, noop=False, current=target_name(current), target=target_name(target),
                     node=node, plan=plan, recovered=recovered, multi_node=len(gpu_nodes) > 1,
                     ollama_unload=current["owner"] == "ollama" or "ollama" in running,
                     ollama_service_url=self.service_url(self.deployments["ollama"], 11434),
                     probe_alias=probe_alias(self.models, target, self.p.get("probe_alias")))
+
+    def snapshot(self):
+        """The GPU backends' templates as the swap may change them (template_snapshot), per backend."""
+        return dict((owner, template_snapshot(self.k.deployment(self.deployments[owner], missing_ok=True),
+                                              self.p.get("vllm_container") or "vllm" if owner == "vllm" else None))
+                    for owner in BACKENDS)
+
+    def restore_templates(self, restore_text):
+        """Put the GPU backends' templates back as recorded at begin (args, model annotation, node selector)."""
+        recorded = restore_data(restore_text)
+        if restore_text and not recorded:
+            self.notes.append("intent_restore in ConfigMap %s is not a JSON object: the templates were not restored"
+                              % STATE_CONFIGMAP)
+        restored = []
+        for owner in BACKENDS:
+            snap = recorded.get(owner)
+            dep = self.k.deployment(self.deployments[owner], missing_ok=True) if snap else None
+            ops = restore_ops(dep, snap) if dep else []
+            if ops:
+                if not self.check_mode:
+                    self.k.patch_deployment_json(self.deployments[owner], ops, "restore the template as before the swap")
+                restored.append(self.deployments[owner])
+        return restored
 
     def service_url(self, name, default_port):
         """``http://<ClusterIP>:<port>`` of a Service: what the GPU host (a k3s node) reaches without cluster DNS."""
@@ -907,16 +1299,31 @@ class Swap(object):
         steps.append("record owner %s on node %s, release the lock" % (target_name(target), node))
         return steps
 
-    def _check_holder(self):
+    def _check_intent(self, step):
+        """Act only on this run's own intent, in a phase this step may start from (TRANSITIONS), with the Lease."""
         if not self.holder:
             raise SwapError("holder is required for this step (the begin step returns it)")
+        allowed = dict((name, froms) for name, froms, _records in TRANSITIONS)[step]
+        data, self._state_exists = self.k.state()
+        if data.get("intent_holder") != self.holder or data.get("intent_phase") not in allowed:
+            raise SwapError("the recorded swap intent is not this run's %s step to take (ConfigMap %s/%s: holder %s, phase "
+                            "%s; this run is %s, step %s needs phase %s): another run recovered or took over this swap. "
+                            "Stopping without changes." % (step, self.k.namespace, STATE_CONFIGMAP,
+                                                           data.get("intent_holder") or "none",
+                                                           data.get("intent_phase") or "none", self.holder, step,
+                                                           " or ".join(str(a) for a in allowed)))
         self.renew(force=True)
 
-    def stop(self, node, keep=None):
+    def stop(self, node, keep=None, unload_error=None):
         """Scale every GPU backend except ``keep`` to 0; wait until their pods are gone and the GPU is free."""
-        self._check_holder()
+        self._check_intent("stop")
         self._gap("unload Ollama models (model_pull, between steps)")
+        if unload_error:
+            self.notes.append("Ollama's models were not unloaded before the stop (%s); stopping the pod frees their "
+                              "memory anyway" % unload_error)
         t0 = self.clock()
+        self.preflight(node)  # again: a pod may have started waiting for the GPU since begin
+        removed = self.remove_failed_pods()
         self.set_phase("stopping")
         stopped = []
         for owner in BACKENDS:
@@ -936,11 +1343,11 @@ class Swap(object):
         waited = self.wait_gpu_free(node)
         self.phase("require the GPU free in Kubernetes (gpu_capacity)", t2, waited)
         self.set_phase("stopped")
-        return dict(self.report(), changed=bool(stopped), stopped=stopped)
+        return dict(self.report(), changed=bool(stopped or removed), stopped=stopped, removed_pods=removed)
 
     def start(self, target_text, node, multi_node=False, verify=None):
         """Start the target, wait for Ready, verify through the gateway, commit, unlock."""
-        self._check_holder()
+        self._check_intent("start")
         self._gap("host GPU memory check (gpu_capacity nvidia-smi, between steps)")
         target = parse_owner_text(target_text)
         t0 = self.clock()
@@ -986,8 +1393,14 @@ class Swap(object):
             self.lock(self.p.get("lock_timeout") or 0)
         self.renew(force=True)
         self.set_phase("rolling_back")
+        restore = data.get("intent_restore")
         keep = previous["owner"] if previous["owner"] != "none" else None
-        if keep == "vllm":
+        if keep and restore:
+            snap = restore_data(restore).get(keep)
+            dep = self.k.deployment(self.deployments[keep], missing_ok=True)
+            if snap and dep and restore_ops(dep, snap):
+                keep = None  # its template was changed (vLLM's model, a node pin): stop it before putting it back
+        elif keep == "vllm":  # an intent recorded without templates (before intent_restore existed)
             dep = self.k.deployment(self.deployments["vllm"], missing_ok=True) or {}
             if ((dep.get("metadata") or {}).get("annotations") or {}).get(MODEL_ANNOTATION) != previous["model"]:
                 keep = None  # vLLM runs (or was being started with) another model: stop it before changing args
@@ -997,8 +1410,13 @@ class Swap(object):
             dep = self.k.deployment(self.deployments[owner], missing_ok=True)
             if dep is not None and (dep.get("spec") or {}).get("replicas", 1) > 0:
                 self.k.scale(self.deployments[owner], 0)
+        self.remove_failed_pods()
         waited = sum(self.wait_stopped(o, node) for o in BACKENDS if o != keep)
-        if previous["owner"] == "vllm" and previous["model"]:
+        if restore:
+            restored = self.restore_templates(restore)
+            if restored:
+                self.notes.append("restored the template of %s as it was before the swap" % ", ".join(restored))
+        elif previous["owner"] == "vllm" and previous["model"]:
             self.set_vllm_model(previous["model"], node, False)
         if previous["owner"] != "none":
             self.k.scale(self.deployments[previous["owner"]], 1)

@@ -22,12 +22,19 @@ description:
     a run that died is recognised by its lease expiring.
   - V(status) reports owner, intent, lock and both GPU backends. V(begin) first completes or rolls back a swap an
     interrupted run left behind, validates the target against the catalog, returns C(noop=true) with C(changed=false)
-    when the lab is already in that state, else takes the lock and records the intent. V(stop) scales every GPU backend
-    to 0 and waits until their pods are deleted (not just Terminating) and the node's GPU is free. V(start) sets vLLM's
-    model (arguments and served name from the catalog), scales the target to 1, waits for Ready, sends a real request
-    through the gateway to the target's alias (fallbacks disabled), records the new owner and releases the lock.
-    V(rollback) restores the owner recorded in C(intent_from) (and its model) and waits for it. V(recover) is what the
-    deploy role calls before touching GPU backends; it finishes (phase C(committing)) or rolls back an interrupted swap.
+    when the lab is already in that state, else refuses when a pod other than the lab's GPU backends holds the node's
+    GPU or waits (Pending) for it and fits the node (stopping the owner would hand it the GPU), or when the gateway
+    check has no key, then takes the lock and records the intent with the GPU backends' templates as they are
+    (C(intent_restore)). V(stop) looks for such a pod again, deletes the GPU backends' Failed pods (which the
+    ReplicaSet controller leaves), scales every GPU backend to 0 and waits until their pods are deleted or terminal
+    (not just Terminating) and the node's GPU is free. V(start) sets vLLM's model (arguments and served name from the
+    catalog), scales the target to 1, waits for Ready (failing at once on what the kubelet reports as hopeless, see
+    O(ready_timeout)), sends a real request through the gateway to the target's alias (fallbacks disabled), records
+    the new owner and releases the lock. V(stop) and V(start) act only when the recorded intent is this run's
+    (O(holder)) and in the phase they start from. V(rollback) restores the owner recorded in C(intent_from) and the
+    templates recorded at V(begin) (vLLM's arguments and model annotation, node selectors), and waits for it.
+    V(recover) is what the deploy role calls before touching GPU backends; it finishes (phase C(committing)) or rolls
+    back an interrupted swap.
   - Transient API errors (connection refused, 5xx, 429, as while an API server restarts) are retried for O(api_retry_timeout)
     seconds; every other API error fails the step at once with a sentence naming the object.
 extends_documentation_fragment:
@@ -118,9 +125,18 @@ options:
     type: int
     default: 180
   ready_timeout:
-    description: Seconds to wait for the target to be Ready (vLLM loads a model for minutes).
+    description:
+      - Seconds to wait for the target to be Ready. V(0) derives it from the target Deployment's own startup probe
+        (C(initialDelaySeconds + failureThreshold x periodSeconds), the backend's load budget the deploy role sets)
+        plus 120 s, so the kubelet gives up on a slow load before the swap does; 900 without a startup probe.
+      - The wait ends at once, with the kubelet's reason and the container's last message, when the target cannot get
+        Ready by waiting (CrashLoopBackOff, ErrImagePull, ImagePullBackOff, CreateContainerConfigError, InvalidImageName,
+        an OOM kill, a restart while loading such as a startup probe that ran out, a Failed pod).
     type: int
-    default: 900
+    default: 0
+  unload_error:
+    description: V(stop) only; why unloading Ollama's models before the stop failed. Reported as a warning.
+    type: str
   poll_interval:
     description: Seconds between two looks at a condition.
     type: float
@@ -211,6 +227,11 @@ recovered:
   description: V(begin) and V(recover); what was done with a swap an interrupted run left (action, from, to, phase), or null.
   returned: begin, recover
   type: dict
+removed_pods:
+  description: V(stop) only; the GPU backends' Failed pods that were deleted (name, reason and message of each).
+  returned: stop
+  type: list
+  elements: str
 restored:
   description: V(rollback) only; the owner that is back.
   returned: rollback
@@ -257,7 +278,8 @@ def main():
         lease_duration=dict(type="int", default=120),
         lock_timeout=dict(type="int", default=150),
         delete_timeout=dict(type="int", default=180),
-        ready_timeout=dict(type="int", default=900),
+        ready_timeout=dict(type="int", default=0),
+        unload_error=dict(type="str"),
         poll_interval=dict(type="float", default=0.5),
         api_retry_timeout=dict(type="int", default=30),
         verify_gateway=dict(type="bool", default=True),
@@ -286,7 +308,9 @@ def main():
             if module.check_mode:
                 result["changed"] = not result["noop"] or bool(result.get("recovered"))
         elif p["step"] == "stop":
-            result = swap.stop(p["node"])
+            result = swap.stop(p["node"], unload_error=p["unload_error"])
+            if p["unload_error"]:
+                module.warn("Ollama's models were not unloaded before Ollama was stopped: %s" % p["unload_error"])
         elif p["step"] == "start":
             verify = None
             target = gs.parse_owner_text(p["target"])
