@@ -59,7 +59,9 @@ start_server() {  # start_server <name> <module> <args...>
   echo "FAILED: the $name test server did not start (log: $DEMO_DIR/$name.log)" >&2; exit 1
 }
 start_server ollama ollama_server --model llama3.1:8b=4194304 --model nomic-embed-text=1048576
-start_server qdrant qdrant_server --api-key "$QDRANT_KEY"
+# The generated key goes in the environment, where the real Qdrant reads it too: on the command line a key
+# starting with '-' (token_urlsafe gives one in 64) would be taken for an option (and `ps` would show it).
+QDRANT__SERVICE__API_KEY=$QDRANT_KEY start_server qdrant qdrant_server
 kubectl --kubeconfig "$KUBECONFIG_DEMO" get nodes -o wide | sed 's/^/  /'
 
 step "4. secrets playbook (generated demo .env), then the deploy playbook"

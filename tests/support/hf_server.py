@@ -30,7 +30,8 @@ Switches: ``drop_after`` (bytes of the next LFS download after which the connect
 ``range_starts`` logs the first byte asked for by each blob GET (0 without ``Range``).
 
 Use in-process: ``srv = HFServer(); srv.start(); srv.url; srv.stop()``; or as a CLI:
-``python -m tests.support.hf_server --port 8999 [--private --token T]``.
+``python -m tests.support.hf_server --port 8999 [--private REPO --token-file PATH]`` (or ``--token=T``, never
+``--token T``: a token starting with ``-`` would be taken for an option).
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ import json
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from tests.support.serve import BackgroundHTTPServer, run_in_foreground
+from tests.support.serve import BackgroundHTTPServer, add_secret_option, run_in_foreground, secret_value
 
 LFS_THRESHOLD = 10 * 1024  # files larger than this are "LFS" (real Hub: 10 MB)
 
@@ -322,12 +323,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Local Hugging Face Hub test endpoint (see module docstring).")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--token", help="the only token accepted (a wrong one gets HTTP 401)")
+    add_secret_option(parser, "token", what="the only token accepted (a wrong one gets HTTP 401)")
     parser.add_argument("--private", action="append", default=[], metavar="REPO",
-                        help="also serve this private copy of the tiny repo (needs --token)")
+                        help="also serve this private copy of the tiny repo (needs a token)")
     parser.add_argument("--port-file", help="write the bound port here once listening")
     args = parser.parse_args(argv)
-    srv = HFServer(args.host, args.port, token=args.token)
+    srv = HFServer(args.host, args.port, token=secret_value(args, "token"))
     for repo_id in args.private:
         srv.add_repo(repo_id, [tiny_model_files(0)], private=True)
     srv.start()

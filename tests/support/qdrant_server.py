@@ -8,7 +8,9 @@ with ``{"vectors": {"size": N, "distance": D}}`` creates it (``{"result": true}`
 NOT emulated: points, search, snapshots, gRPC, metrics, anything else (404).
 
 Every request is logged in ``requests`` (method, path) so tests can assert what was asked.
-    python -m tests.support.qdrant_server --port 0 --api-key KEY --port-file qdrant.port
+    QDRANT__SERVICE__API_KEY=KEY python -m tests.support.qdrant_server --port 0 --port-file qdrant.port
+The key comes, like the real server's, from ``QDRANT__SERVICE__API_KEY``, or ``--api-key-file PATH``, or
+``--api-key=KEY`` (never ``--api-key KEY``: a generated key starting with ``-`` would be taken for an option).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import json
 import re
 import threading
 
-from tests.support.serve import BackgroundHTTPServer, JSONHandler, run_in_foreground
+from tests.support.serve import BackgroundHTTPServer, JSONHandler, add_secret_option, run_in_foreground, secret_value
 
 OPEN_PATHS = ("/healthz", "/readyz", "/livez")
+KEY_ENV = "QDRANT__SERVICE__API_KEY"  # where the real Qdrant reads its API key
+DEFAULT_KEY = "qdrant-test-key"
 DISTANCES = ("Cosine", "Euclid", "Dot", "Manhattan")
 _COLLECTION = re.compile(r"^/collections/([A-Za-z0-9_-]+)(/exists)?$")
 
@@ -85,22 +89,29 @@ class QdrantServer(BackgroundHTTPServer):
     handler_base = _Handler
     thread_name = "qdrant-test-server"
 
-    def __init__(self, host="127.0.0.1", port=0, api_key="qdrant-test-key", collections=None):
+    def __init__(self, host="127.0.0.1", port=0, api_key=DEFAULT_KEY, collections=None):
         self.host, self.port, self.api_key = host, port, api_key
         self.collections = dict(collections or {})
         self.requests = []
         self.lock = threading.Lock()
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None):
+    """The command line, with ``api_key`` resolved (--api-key=KEY, --api-key-file, $QDRANT__SERVICE__API_KEY)."""
     parser = argparse.ArgumentParser(description="Local Qdrant collections API test server (see module docstring).")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=6333)
-    parser.add_argument("--api-key", default="qdrant-test-key")
+    add_secret_option(parser, "api-key", env=KEY_ENV, what="the API key every request must carry")
     parser.add_argument("--collection", action="append", default=[], metavar="NAME=SIZE",
                         help="a collection that exists already (Cosine)")
     parser.add_argument("--port-file", help="write the bound port here once listening")
     args = parser.parse_args(argv)
+    args.api_key = secret_value(args, "api-key", env=KEY_ENV, default=DEFAULT_KEY)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     existing = dict((n, {"size": int(s), "distance": "Cosine"}) for n, s in (c.split("=", 1) for c in args.collection))
     srv = QdrantServer(args.host, args.port, api_key=args.api_key, collections=existing).start()
     return run_in_foreground(srv, f"qdrant test server on {srv.url}", args.port_file)

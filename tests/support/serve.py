@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import socket
 import threading
-import json
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -14,6 +15,34 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def add_secret_option(parser, name, env=None, what="the secret"):
+    """Add ``--<name>`` and ``--<name>-file`` to an argparse ``parser``, for a secret the server checks.
+
+    A generated secret may start with ``-`` (``secrets.token_urlsafe`` does one time in 64): given as
+    ``--<name> VALUE`` argparse would take it for an option and fail. So callers pass it as
+    ``--<name>=VALUE``, in a file (``--<name>-file PATH``, first line) or, when ``env`` is given, in that
+    environment variable (as the real server reads it). :func:`secret_value` returns the one given.
+    """
+    parser.add_argument(f"--{name}", metavar="VALUE",
+                        help=f"{what}; write --{name}=VALUE (a value starting with '-' is otherwise taken for an option)")
+    parser.add_argument(f"--{name}-file", metavar="PATH", help=f"read {what} from the first line of this file")
+    if env:
+        parser.epilog = ((parser.epilog + " ") if parser.epilog else "") + f"Without --{name}[-file]: ${env}."
+
+
+def secret_value(args, name, env=None, default=None):
+    """The secret added by :func:`add_secret_option`: ``--<name>=VALUE``, else the file, else ``$<env>``, else ``default``."""
+    attr = name.replace("-", "_")
+    value = getattr(args, attr)
+    path = getattr(args, attr + "_file")
+    if value is None and path:
+        with open(path, encoding="utf-8") as handle:
+            value = handle.readline().rstrip("\r\n")
+    if value is None and env:
+        value = os.environ.get(env)
+    return default if value is None else value
 
 
 def run_in_foreground(server, banner, port_file=None):
