@@ -169,3 +169,32 @@ def test_the_transition_table_follows_the_phases():
     assert steps == ["begin", "stop", "start", "rollback"]
     for (_s, _f, phases), (_s2, froms, _p) in zip(gs.TRANSITIONS, gs.TRANSITIONS[1:3]):
         assert phases[-1] in froms  # each step starts from the phase the one before it ends in
+
+
+class _OneDeployment:
+    """Only what Swap.ready_timeout reads: a Deployment by name (as the API server returns it)."""
+
+    namespace = "ai-lab"
+    api_retries = 0
+    host = "https://test"
+
+    def __init__(self, dep):
+        self.dep = dep
+
+    def deployment(self, name, missing_ok=False):
+        return self.dep
+
+
+@pytest.mark.parametrize("probe, setting, expected", [
+    ({"initialDelaySeconds": 30, "periodSeconds": 10, "failureThreshold": 90}, 0, 30 + 900 + gs.READY_MARGIN),
+    ({"periodSeconds": 10, "failureThreshold": 30}, 0, 300 + gs.READY_MARGIN),
+    (None, 0, gs.DEFAULT_READY_TIMEOUT),
+    ({"periodSeconds": 10, "failureThreshold": 30}, 45, 45),  # gpu_swap_ready_timeout set: it wins
+])
+def test_the_ready_wait_is_the_targets_startup_probe_budget_plus_the_margin(probe, setting, expected):
+    container = {"name": "vllm"}
+    if probe:
+        container["startupProbe"] = probe
+    dep = {"spec": {"template": {"spec": {"containers": [container]}}}}
+    swap = gs.Swap(_OneDeployment(dep), {"ready_timeout": setting, "vllm_container": "vllm"})
+    assert swap.ready_timeout("vllm") == expected
