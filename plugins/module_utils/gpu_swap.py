@@ -284,15 +284,17 @@ def pod_failure(pod):
         if ended:
             detail = "; last exit %s (%s)%s" % (ended.get("exitCode"), ended.get("reason") or "no reason",
                                                  ": %s" % ended["message"].strip()[-300:] if ended.get("message") else "")
-        if waiting.get("reason") in FAIL_FAST_WAITING:
-            return "container %s of pod %s: %s: %s%s" % (cs.get("name"), name, waiting["reason"],
-                                                        (waiting.get("message") or "no message").strip()[-300:], detail)
         if ended.get("reason") == "OOMKilled":
             return "container %s of pod %s was OOM-killed (the memory limit is too low for the model)%s" % (
                 cs.get("name"), name, detail)
+        if waiting.get("reason") in FAIL_FAST_WAITING:
+            return "container %s of pod %s: %s: %s%s" % (cs.get("name"), name, waiting["reason"],
+                                                        (waiting.get("message") or "no message").strip()[-300:], detail)
         if restarts > 0:
             return "container %s of pod %s restarted %d time(s) while loading (a crash, or its startup probe ran out)%s" % (
                 cs.get("name"), name, restarts, detail)
+        if state.get("terminated") and state["terminated"].get("exitCode") not in (None, 0):
+            return "container %s of pod %s exited while loading%s" % (cs.get("name"), name, detail)
     return None
 
 
