@@ -45,7 +45,7 @@ BACKENDS = SELF_HOSTED_BACKENDS + HOSTED_BACKENDS
 MODES = ("chat", "embedding")
 
 FIELDS = ("name", "backend", "source", "revision", "mode", "vllm_args", "api_key_env", "api_base",
-          "litellm", "node", "cooldown_time")
+          "litellm", "node", "cooldown_time", "dimensions")
 
 # Seconds LiteLLM keeps a self-hosted deployment out of rotation after it failed (model_info.cooldown_time,
 # which wins over router_settings.cooldown_time). vLLM and Ollama are only down during a planned GPU swap,
@@ -59,6 +59,10 @@ VLLM_DERIVED_ARGS = {
     "model": "source", "served_model_name": "name", "revision": "revision", "tokenizer_revision": "revision",
     "host": "(the role)", "port": "(the role: Service vllm port 8000)", "download_dir": "(the role)",
 }
+
+# vllm_args that vLLM checks only when it starts (minutes later, in a crash-looping pod): refused here.
+# Each backend pod gets exactly one GPU (limits nvidia.com/gpu: 1), so nothing may spread a model over more.
+VLLM_ONE_GPU_ARGS = ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size")
 
 # litellm_params the catalog derives; other keys are passed through as extra litellm_params.
 LITELLM_DERIVED_PARAMS = {"model": "backend + source/name", "api_base": "api_base", "api_key": "api_key_env"}
@@ -198,6 +202,8 @@ def _check_entry(index, entry):
                 elif key in VLLM_DERIVED_ARGS:
                     err("vllm_args", "'%s' is derived from %s; remove it so the served name and the gateway's "
                                      "name cannot drift" % (key, VLLM_DERIVED_ARGS[key]))
+            for problem in _vllm_arg_values(vllm_args):
+                err("vllm_args", problem)
 
     api_key_env = entry.get("api_key_env")
     if api_key_env not in (None, ""):
@@ -247,6 +253,15 @@ def _check_entry(index, entry):
         elif not isinstance(node, str) or not NODE_RE.match(node) or len(node) > 253:
             err("node", "%r is not a Kubernetes node name (lowercase DNS name)" % (node,))
 
+    dimensions = entry.get("dimensions")
+    if dimensions is not None:
+        if isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1:
+            err("dimensions", "%r is not a positive whole number: it is the length of the vectors the embedding "
+                              "model returns, e.g. 768 for nomic-embed-text" % (dimensions,))
+        elif mode != "embedding":
+            err("dimensions", "only embedding models (mode: embedding) return vectors of a dimension; remove it, or "
+                              "add mode: embedding if this is an embedding model")
+
     if mode is None and backend is not None and looks_like_embedding(name, source):
         err("mode", "'%s' looks like an embedding model but has no mode; add mode: embedding (LiteLLM's health "
                     "check reports it unhealthy otherwise), or mode: chat if it really is a chat model"
@@ -260,6 +275,35 @@ def _check_entry(index, entry):
         normalized["vllm_args"] = dict(vllm_args or {})
     normalized["litellm"] = dict(litellm or {})
     return errors, normalized
+
+
+def _number(value):
+    return not isinstance(value, bool) and isinstance(value, (int, float))
+
+
+def _vllm_arg_values(vllm_args):
+    """Problems of the vllm_args values vLLM would refuse only at start (keys are snake_case, as written).
+
+    A value null or false omits the flag (see vllm_args()), so it is not checked.
+    """
+    given = dict((k, v) for k, v in vllm_args.items() if v is not None and v is not False)
+    problems = []
+    if "gpu_memory_utilization" in given:
+        value = given["gpu_memory_utilization"]
+        if not _number(value) or not 0 < value <= 1:
+            problems.append("gpu_memory_utilization %r is not a fraction in (0, 1]: it is the share of the GPU's "
+                            "memory vLLM may take, e.g. 0.90 (vLLM refuses other values when it starts)" % (value,))
+    if "max_model_len" in given:
+        value = given["max_model_len"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            problems.append("max_model_len %r is not a whole number of tokens >= 1, e.g. 8192 (leave it out for the "
+                            "model's own context length)" % (value,))
+    for key in VLLM_ONE_GPU_ARGS:
+        if key in given and (given[key] != 1 or isinstance(given[key], bool)):
+            problems.append("%s %r: each vLLM pod gets exactly one GPU (limits nvidia.com/gpu: 1), so only 1 works "
+                            "(vLLM fails at start when it finds fewer GPUs); remove it or pick a model that fits one GPU"
+                            % (key, given[key]))
+    return problems
 
 
 def validate_routes(routes, models):
