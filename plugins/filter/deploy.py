@@ -21,6 +21,11 @@ def deploy_validate(inputs):
     return _deploy.validate_deploy(inputs)
 
 
+def deploy_input_errors(values, role):
+    """The problems a component role's own input rule finds (the rule deploy_validate also runs first)."""
+    return _deploy.role_input_errors(role, values)
+
+
 def deploy_gpu_owner(value, models):
     """Initial GPU owner string -> {owner, model}."""
     return _deploy.parse_gpu_owner(value, _catalog.validate_catalog(models))
@@ -50,5 +55,6 @@ class FilterModule(object):
     """Deploy filters."""
 
     def filters(self):
-        return filter_map((deploy_validate, deploy_gpu_owner, deploy_labels, deploy_selector, deploy_gpu_deployment,
+        return filter_map((deploy_validate, deploy_input_errors,
+                           deploy_gpu_owner, deploy_labels, deploy_selector, deploy_gpu_deployment,
                            deploy_apply_diff), (_deploy.DeployError, _catalog.CatalogError, ValueError))

@@ -15,9 +15,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import ipaddress
 import re
 
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import catalog as _catalog
+from ansible_collections.ailab.gpu_lab.plugins.module_utils import litellm_config as _litellm_config
 
 PART_OF = "ai-lab"
 MANAGED_BY = "ailab.gpu_lab"
@@ -33,6 +35,9 @@ _SUFFIX = {None: 1, "m": 0.001, "k": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9, "T": 1
            "Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50, "Ei": 2 ** 60}
 _DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _COLLECTION_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_COLLECTION_KEYS = ("name", "vector_size", "distance", "embedding_model")
+_HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
+TAILNET = ipaddress.ip_network("100.64.0.0/10")  # Tailscale's addresses (CGNAT range)
 
 
 class DeployError(ValueError):
@@ -228,6 +233,13 @@ def validate_deploy(inputs):
     ``inputs``: components (mapping component -> bool), known_components (list), models, routes,
     gpu_owner (initial owner string), namespace, sizes (mapping variable -> quantity),
     backup_tiers (mapping variable -> tier), qdrant_collections (list), embedding_model (alias or "").
+    Optional, so that every role's own check runs here first too: render (bool: only the enabled
+    components' roles run), vllm_model (an explicit vllm_model or ""), role_inputs (role -> the
+    variables its own rule checks, see ROLE_INPUT_CHECKS; checked for enabled components),
+    role_components (role -> component where the names differ, e.g. monitoring -> observability),
+    role_specs (the registered results of ``validate_argument_spec`` run on each component role's
+    meta/argument_specs.yml), litellm (what the litellm role's litellm_config task gets: config,
+    models, routes, namespace, provided_env without the catalog's names, allow_*).
     Returns {components: [enabled...], owner: {owner, model}, models: normalized catalog}.
     Raises DeployError listing every problem, each naming the variable and the fix.
     """
@@ -283,26 +295,52 @@ def validate_deploy(inputs):
             errors.append("%s: %r is not a backup tier%s; use %s" % (
                 var, value, _catalog.did_you_mean(value, BACKUP_TIERS), ", ".join(BACKUP_TIERS)))
 
-    errors.extend(_check_collections(inputs.get("qdrant_collections") or []))
-
     embedding = inputs.get("embedding_model")
+    errors.extend(_check_collections(inputs.get("qdrant_collections") or [], models, embedding))
     if embedding and models:
-        names = dict((m["name"], m) for m in models)
-        if embedding not in names:
-            errors.append("open_webui_embedding_model: '%s' is not an alias of gpu_lab_models%s" % (
-                embedding, _catalog.did_you_mean(embedding, list(names))))
-        elif names[embedding]["mode"] != "embedding":
-            errors.append("open_webui_embedding_model: '%s' is a %s model; name a catalog entry with mode: embedding"
-                          % (embedding, names[embedding]["mode"]))
+        errors.extend(_embedding_alias_errors("open_webui_embedding_model", embedding, models))
+    vllm_model = inputs.get("vllm_model")
+    vllm_aliases = [m["name"] for m in models if m["backend"] == "vllm"]
+    if vllm_model and models and vllm_model not in vllm_aliases:
+        errors.append("vllm_model: '%s' is not a vLLM alias of gpu_lab_models%s; vLLM aliases: %s (or leave it empty: "
+                      "the recorded GPU owner's model)" % (vllm_model, _catalog.did_you_mean(vllm_model, vllm_aliases),
+                                                          ", ".join(vllm_aliases) or "none"))
+
+    role_components = inputs.get("role_components") or {}
+    for role, values in sorted((inputs.get("role_inputs") or {}).items()):
+        if role_components.get(role, role) in enabled:
+            errors.extend(role_input_errors(role, values))
+    for result in inputs.get("role_specs") or []:
+        role = str(result.get("item", "?")).split(".")[-1]
+        # A role whose component is off still runs (state absent) and checks its spec, unless deploy only renders.
+        if not inputs.get("render") or role_components.get(role, role) in enabled:
+            errors.extend("%s (meta/argument_specs.yml of role ailab.gpu_lab.%s)" % (e, role)
+                          for e in result.get("argument_errors") or [])
+    if "litellm" in enabled and models and inputs.get("litellm"):
+        errors.extend(_litellm_errors(inputs["litellm"], models, inputs.get("routes")))
     if errors:
         raise DeployError(errors)
     return {"components": enabled, "owner": owner, "models": models}
 
 
-def _check_collections(collections):
+def _embedding_alias_errors(where, alias, models):
+    """Problems of ``alias`` as an embedding model of the (valid, normalized) catalog ``models``."""
+    names = dict((m["name"], m) for m in models)
+    if alias not in names:
+        return ["%s: '%s' is not an alias of gpu_lab_models%s" % (where, alias, _catalog.did_you_mean(alias, list(names)))]
+    if names[alias]["mode"] != "embedding":
+        return ["%s: '%s' is a %s model; name a catalog entry with mode: embedding" % (where, alias, names[alias]["mode"])]
+    return []
+
+
+def _check_collections(collections, models=(), lab_embedding=""):
+    """Problems of qdrant_collections; with a valid catalog, each vector_size is checked against the
+    ``dimensions`` of the embedding model the collection is used with (its ``embedding_model``, else the
+    lab's ``lab_embedding``; ``embedding_model: ""`` for vectors from outside the catalog)."""
     errors = []
     if not isinstance(collections, list):
         return ["qdrant_collections: must be a list of {name, vector_size, distance}, got %s" % type(collections).__name__]
+    by_name = dict((m["name"], m) for m in models or [])
     seen = set()
     for index, item in enumerate(collections):
         where = "qdrant_collections[%d]" % index
@@ -310,9 +348,9 @@ def _check_collections(collections):
             errors.append("%s: must be a mapping {name, vector_size, distance}" % where)
             continue
         for key in item:
-            if key not in ("name", "vector_size", "distance"):
-                errors.append("%s: unknown key '%s'%s; keys: name, vector_size, distance"
-                              % (where, key, _catalog.did_you_mean(key, ("name", "vector_size", "distance"))))
+            if key not in _COLLECTION_KEYS:
+                errors.append("%s: unknown key '%s'%s; keys: %s"
+                              % (where, key, _catalog.did_you_mean(key, _COLLECTION_KEYS), ", ".join(_COLLECTION_KEYS)))
         name = item.get("name")
         if not isinstance(name, str) or not _COLLECTION_RE.match(name):
             errors.append("%s: name %r must be 1-255 letters, digits, '_' or '-'" % (where, name))
@@ -327,4 +365,147 @@ def _check_collections(collections):
         if distance not in QDRANT_DISTANCES:
             errors.append("%s: distance %r is not one of %s%s" % (
                 where, distance, ", ".join(QDRANT_DISTANCES), _catalog.did_you_mean(distance, QDRANT_DISTANCES)))
+        model = item.get("embedding_model", lab_embedding) if by_name else None
+        if model and "embedding_model" in item:
+            alias_errors = _embedding_alias_errors("%s: embedding_model" % where, model, models)
+            errors.extend(alias_errors)
+            model = None if alias_errors else model
+        dimensions = by_name[model].get("dimensions") if model in by_name else None
+        if dimensions and isinstance(size, int) and not isinstance(size, bool) and size >= 1 and size != dimensions:
+            errors.append("%s (name '%s'): vector_size %d does not match embedding model '%s', whose vectors have %d "
+                          "dimensions (dimensions in gpu_lab_models); Qdrant would refuse every vector it returns. Set "
+                          "vector_size: %d, or name the collection's own model with embedding_model: <alias> (\"\" for "
+                          "vectors from outside the catalog)%s" % (
+                              where, name, size, model, dimensions, dimensions,
+                              "" if "embedding_model" in item else "; '%s' is the lab's embedding model "
+                              "(open_webui_embedding_model), the default for every collection" % model))
     return errors
+
+
+# -- the component roles' own input rules -----------------------------------------------------------
+# What an argument spec cannot express. Each role checks its rule when it starts (for use on its own;
+# filter ailab.gpu_lab.deploy_input_errors), and the deploy playbook's early check runs the rule of every
+# enabled component first, so nothing is applied before a later role would refuse its input. ``values``
+# maps the role's variable names to their values, plus the role's own constants the rule compares with.
+
+def _ingress_errors(values):
+    errors = []
+    address = values.get("ingress_tailnet_ip")
+    try:
+        ok = ipaddress.ip_address(str(address).strip()) in TAILNET
+    except ValueError:
+        ok = False
+    if not ok:
+        errors.append("ingress_tailnet_ip: got %r, not an address in %s (the tailnet): Traefik must bind the host's "
+                      "tailnet address only, never a LAN or public one; set gpu_lab_tailnet_ip (or ingress_tailnet_ip, "
+                      "provision_tailscale_ip) to the host's `tailscale ip -4`" % ("" if address is None else address,
+                                                                                    str(TAILNET)))
+    hostname = values.get("ingress_hostname")
+    if not isinstance(hostname, str) or not _HOSTNAME_RE.match(hostname):
+        errors.append("ingress_hostname: got %r, not a DNS name: set gpu_lab_tailnet_name (or ingress_hostname) to "
+                      "the host's MagicDNS name, e.g. gpu-box.tail1234.ts.net" % ("" if hostname is None else hostname,))
+    if values.get("ingress_tls_source") == "files":
+        missing = [v for v in ("ingress_tls_cert_file", "ingress_tls_key_file") if not values.get(v)]
+        if missing:
+            errors.append("ingress_tls_source: files needs both ingress_tls_cert_file and ingress_tls_key_file (a PEM "
+                          "pair on the controller); missing: %s" % ", ".join(missing))
+    return errors
+
+
+def _fraction(value, upper_open=False):
+    if isinstance(value, bool):
+        return False
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    return 0 < number < 1 if upper_open else 0 < number <= 1
+
+
+def _monitoring_errors(values):
+    errors = []
+    for var in ("monitoring_alert_gpu_memory_ratio", "monitoring_alert_gateway_error_ratio",
+                "monitoring_alert_fallback_ratio"):
+        if var in values and not _fraction(values[var]):
+            errors.append("%s: %r is not a fraction in (0, 1], e.g. 0.97 for 97 %%" % (var, values[var]))
+    var = "monitoring_alert_disk_free_ratio"
+    if var in values and not _fraction(values[var], upper_open=True):
+        errors.append("%s: %r is not a fraction in (0, 1), e.g. 0.10 for 10 %% free" % (var, values[var]))
+    known = list(values.get("_monitoring_known_dashboards") or [])
+    unknown = [d for d in values.get("monitoring_dashboards") or [] if d not in known]
+    if unknown:
+        errors.append("monitoring_dashboards: %s %s not shipped; choose from %s" % (
+            ", ".join(map(repr, unknown)), "is" if len(unknown) == 1 else "are", ", ".join(known)))
+    prefix = values.get("monitoring_prometheus_route_prefix")
+    if "monitoring_prometheus_route_prefix" in values and not (isinstance(prefix, str) and prefix.startswith("/")):
+        errors.append("monitoring_prometheus_route_prefix: %r must start with /, e.g. / or /prometheus" % (prefix,))
+    return errors
+
+
+def _network_policy_errors(values):
+    errors = []
+    ports = values.get("network_policy_ports")
+    keys = list(values.get("_network_policy_port_keys") or [])
+    if not isinstance(ports, dict):
+        errors.append("network_policy_ports: must be a mapping with the keys %s" % ", ".join(keys))
+        ports = {}
+    missing, extra = [k for k in keys if k not in ports], [k for k in ports if k not in keys]
+    if missing or extra:
+        errors.append("network_policy_ports: needs exactly the keys %s%s%s" % (
+            ", ".join(keys), "; missing: " + ", ".join(missing) if missing else "",
+            "; unknown: " + ", ".join("%s%s" % (k, _catalog.did_you_mean(k, keys)) for k in extra) if extra else ""))
+    for key, port in sorted(ports.items()):
+        try:
+            ok = not isinstance(port, bool) and 0 < int(port) < 65536
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            errors.append("network_policy_ports.%s: %r is not a port number 1-65535" % (key, port))
+    for cidr in values.get("network_policy_internet_except") or []:
+        try:
+            ok = "/" in str(cidr) and ipaddress.ip_network(str(cidr), strict=False).version == 4
+        except ValueError:
+            ok = False
+        if not ok:
+            errors.append("network_policy_internet_except: %r is not an IPv4 CIDR such as 10.0.0.0/8" % (cidr,))
+    return errors
+
+
+ROLE_INPUT_CHECKS = {"ingress": _ingress_errors, "monitoring": _monitoring_errors,
+                     "network_policy": _network_policy_errors}
+
+
+def role_input_errors(role, values):
+    """The problems ``role``'s own input rule finds in ``values`` (variable name -> value): a list, [] when fine."""
+    if role not in ROLE_INPUT_CHECKS:
+        raise ValueError("no input rule for role %r; roles with one: %s" % (role, ", ".join(sorted(ROLE_INPUT_CHECKS))))
+    if not isinstance(values, dict):
+        raise ValueError("the values of role %s must be a mapping variable -> value, got %s" % (role, type(values).__name__))
+    return ROLE_INPUT_CHECKS[role](values)
+
+
+def _plain(value):
+    """``value`` as plain dicts and lists (a template engine's lazy containers must not be deep-copied)."""
+    if isinstance(value, dict):
+        return dict((key, _plain(item)) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _litellm_errors(litellm, models, routes):
+    """What the litellm role's litellm_config task would refuse, found first (same assembly and checks)."""
+    litellm = _plain(litellm)
+    own_models = litellm.get("models", models)
+    try:
+        merged = _litellm_config.assemble(litellm.get("config"), own_models, litellm.get("routes", routes),
+                                          litellm.get("namespace") or "ai-lab")
+        provided = list(litellm.get("provided_env") or []) + _catalog.env_names(own_models)
+        problems = _litellm_config.validate(merged, provided_env=provided,
+                                            allow_duplicate_aliases=bool(litellm.get("allow_duplicate_aliases")),
+                                            allow_literal_secrets=bool(litellm.get("allow_literal_secrets")),
+                                            allow_unknown_keys=litellm.get("allow_unknown_keys") or [])
+    except (_litellm_config.ConfigError, _catalog.CatalogError) as exc:
+        problems = exc.errors
+    return ["LiteLLM config (litellm role: litellm_models, litellm_*_settings, litellm_extra_models): %s" % p
+            for p in problems]

@@ -85,5 +85,7 @@ def test_bad_inventory_input_fails_first_naming_each_variable(tmp_path, playbook
     assert tasks == ["Deploy from the k3s server hosts only (an agent shares its server's cluster)",
                      "ailab.gpu_lab.lab : Validating arguments against arg spec 'main' - The lab namespace, the recorded "
                      "GPU owner and the early check of every deploy input",
+                     "ailab.gpu_lab.lab : Check the argument spec of each component role first (its problems are "
+                     "reported by the next task)",
                      "ailab.gpu_lab.lab : Check every deploy input before anything is applied"]
     assert "changed=0" in out and "failed=1" in out
