@@ -997,6 +997,17 @@ class Swap(object):
                                         % (self.k.namespace, name, describe_pods(pods)))
         return waited
 
+    def wait_gpu_free(self, node):
+        params = {"sources": ["kubernetes"], "resource_name": self.p.get("resource_name") or cap.DEFAULT_RESOURCE,
+                  "node": node, "require_free": 1}
+        failure = []
+
+        def free():
+            problem = cap.collect(params, kube_list=self.k.kube_list)[1]
+            failure[:] = [problem] if problem else []
+            return not problem
+        return self.wait(free, self.p.get("delete_timeout") or 180, lambda: failure[0] if failure else "GPU not free")
+
     def remove_failed_pods(self):
         """Delete the GPU backends' Failed pods (``UnexpectedAdmissionError`` after a reboot, ``Evicted``): the
         ReplicaSet controller leaves them and pod GC only starts at 12,500 terminated pods. Returns their lines."""
@@ -1237,7 +1248,7 @@ class Swap(object):
         self.record({"intent_from": target_name(current), "intent_to": target_name(target), "intent_phase": "begun",
                      "intent_holder": self.holder, "intent_started_at": micro_time(self.wall()),
                      "intent_restore": json.dumps(self.snapshot(), sort_keys=True)})
-        self.phase("begin (validate, look for other GPU claimants, lock, record intent)", t0, waited)
+        self.phase("begin (validate, lock, record intent)", t0, waited)
         return dict(self.report(), changed=True, noop=False, current=target_name(current), target=target_name(target),
                     node=node, plan=plan, recovered=recovered, multi_node=len(gpu_nodes) > 1,
                     ollama_unload=current["owner"] == "ollama" or "ollama" in running,
