@@ -24,7 +24,8 @@ import pytest
 
 from tests.support.catalog_example import load_example_catalog
 from tests.support.controlplane import gpu_node
-from tests.support.gpu_swap_lab import DELETE_DELAY, HOLD, NEVER_READY, REPO, SMI_FREE, SMI_GAME, Lab, kill_run
+from tests.support.gpu_swap_lab import (DELETE_DELAY, HOLD, NEVER_READY, REPO, SMI_FREE, SMI_GAME, Lab, kill_run,
+                                        scaling_denied, wait_phase)
 from tests.support.kubelet_knobs import (CRASH, FAIL_MESSAGE, FAIL_REASON, IMAGE_PULL, STARTUP_FAILS, WAITING_MESSAGE,
                                          WAITING_REASON)
 from tests.support.ollama_server import OllamaServer
@@ -62,14 +63,6 @@ def templates(lab):
     return {name: (lab.deployment(name)["spec"]["template"],
                    (lab.deployment(name)["metadata"].get("annotations") or {}).get("ailab.gpu-lab/model"))
             for name in ("ollama", "vllm")}
-
-
-def wait_phase(lab, phase, proc, timeout=180):
-    deadline = time.monotonic() + timeout
-    while lab.state().get("intent_phase") != phase:
-        assert proc.poll() is None, f"the swap ended before phase {phase}:\n{proc.stdout.read()[-4000:]}"
-        assert time.monotonic() < deadline, f"phase {phase} never recorded: {lab.state()}"
-        time.sleep(0.05)
 
 
 def slow_stop(kube, lab, delay):
@@ -357,38 +350,9 @@ def test_the_rollback_itself_failing_leaves_the_intent_for_the_next_run(kube, tm
     """vLLM never gets Ready, and a real admission policy refuses to scale Ollama back up: the rollback fails, says
     so, and leaves the intent; once the policy is gone the next run rolls back."""
     lab = lab_for(kube, tmp_path, owner="ollama", pod_annotations={"vllm": {NEVER_READY: "true"}})
-    name = f"deny-ollama-{kube.namespace}"
-    policy = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
-              "metadata": {"name": name},
-              "spec": {"failurePolicy": "Fail",
-                       "matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"],
-                                                               "operations": ["UPDATE"],
-                                                               "resources": ["deployments", "deployments/scale"]}]},
-                       "validations": [{"expression": "object.metadata.name != 'ollama' || object.spec.replicas == 0",
-                                        "message": "test policy: ollama may not be scaled up"}]}}
-    binding = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
-               "metadata": {"name": name},
-               "spec": {"policyName": name, "validationActions": ["Deny"],
-                        "matchResources": {"namespaceSelector": {"matchLabels": {
-                            "kubernetes.io/metadata.name": kube.namespace}}}}}
-    try:
-        kube.apply(policy)
-        kube.apply(binding)
-        res = kube.client.resources.get(api_version="apps/v1", kind="Deployment")
-
-        def denied():
-            try:
-                res.patch(name="ollama", namespace=kube.namespace, body={"spec": {"replicas": 2}},
-                          content_type="application/merge-patch+json", query_params=[("dryRun", "All")])
-            except Exception as exc:  # noqa: BLE001 - the policy's denial is what we wait for
-                return "test policy" in str(exc)
-            return False
-        kube.wait_for(denied, timeout=30, what="the admission policy to be active")
+    with scaling_denied(kube, "ollama"):
         out = lab.swap("vllm:qwen2.5-7b", check=False, gpu_swap_ready_timeout=4, gpu_swap_lease_duration=4,
                        gpu_swap_rollback_api_retry_timeout=2)
-    finally:
-        kube.delete("ValidatingAdmissionPolicyBinding", name, api_version="admissionregistration.k8s.io/v1")
-        kube.delete("ValidatingAdmissionPolicy", name, api_version="admissionregistration.k8s.io/v1")
     assert out.returncode != 0
     assert "Restoring the previous owner ALSO failed" in out.stdout and "test policy: ollama may not be scaled up" in out.stdout
     state = lab.state()

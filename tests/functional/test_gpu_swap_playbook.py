@@ -21,7 +21,7 @@ import pytest
 
 from tests.support.catalog_example import load_example_catalog
 from tests.support.gpu_swap_lab import (DELETE_DELAY, HOLD, NEVER_READY, READY_DELAY, SMI_GAME, Lab, gpu_backend, kill_run,
-                                        recap)
+                                        recap, scaling_denied, wait_phase)
 from tests.support.hf_server import HFServer
 from tests.support.ollama_server import OllamaServer
 from tests.support.openai_backend import OpenAIBackend
@@ -39,15 +39,6 @@ def lab_for(kube, tmp_path, **kwargs):
 def assert_settled(lab, owner, model=""):
     problems = lab.owner_settled(owner, model)
     assert not problems, problems
-
-
-def wait_phase(lab, phase, proc, timeout=120):
-    """Wait until the running swap records ``phase`` (the test acts mid-swap)."""
-    deadline = time.monotonic() + timeout
-    while lab.state().get("intent_phase") != phase:
-        assert proc.poll() is None, f"the swap ended before phase {phase}:\n{proc.stdout.read()[-4000:]}"
-        assert time.monotonic() < deadline, f"phase {phase} never recorded: {lab.state()}"
-        time.sleep(0.05)
 
 
 def test_every_transition_ends_right_and_repeats_change_nothing(kube, tmp_path):
@@ -230,36 +221,8 @@ def test_target_never_ready_restores_the_previous_owner(kube, tmp_path):
 def test_api_error_mid_swap_restores_the_previous_owner(kube, tmp_path):
     """A real admission policy denies scaling vLLM up: the API answers 422 in the middle of the swap."""
     lab = lab_for(kube, tmp_path, owner="ollama")
-    name = f"deny-vllm-{kube.namespace}"
-    policy = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
-              "metadata": {"name": name},
-              "spec": {"failurePolicy": "Fail",
-                       "matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"],
-                                                               "operations": ["UPDATE"],
-                                                               "resources": ["deployments", "deployments/scale"]}]},
-                       "validations": [{"expression": "object.metadata.name != 'vllm' || object.spec.replicas == 0",
-                                        "message": "test policy: vllm may not be scaled up"}]}}
-    binding = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
-               "metadata": {"name": name},
-               "spec": {"policyName": name, "validationActions": ["Deny"],
-                        "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": kube.namespace}}}}}
-    kube.apply(policy)
-    kube.apply(binding)
-    try:
-        res = kube.client.resources.get(api_version="apps/v1", kind="Deployment")
-
-        def denied():
-            try:
-                res.patch(name="vllm", namespace=kube.namespace, body={"spec": {"replicas": 1}},
-                          content_type="application/merge-patch+json", query_params=[("dryRun", "All")])
-            except Exception as exc:  # noqa: BLE001 - the policy's denial is what we wait for
-                return "test policy" in str(exc)
-            return False
-        kube.wait_for(denied, timeout=30, what="the admission policy to be active")
+    with scaling_denied(kube, "vllm"):
         out = lab.swap("vllm:qwen2.5-7b", check=False)
-    finally:
-        kube.delete("ValidatingAdmissionPolicyBinding", name, api_version="admissionregistration.k8s.io/v1")
-        kube.delete("ValidatingAdmissionPolicy", name, api_version="admissionregistration.k8s.io/v1")
     assert_rolled_back(lab, out.returncode, out.stdout, "Start the new owner", "test policy: vllm may not be scaled up")
     assert "scale Deployment" in out.stdout
 

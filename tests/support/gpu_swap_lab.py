@@ -20,6 +20,7 @@ What stands in:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import signal
@@ -334,6 +335,49 @@ class Lab:
         """Start the playbook without waiting (for kill and concurrency tests)."""
         return subprocess.Popen(self.argv(target, *args, **extra), cwd=str(REPO), env=self.env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def wait_phase(lab, phase, proc, timeout=180):
+    """Wait until the running swap ``proc`` records ``phase`` (the test acts mid-swap)."""
+    deadline = time.monotonic() + timeout
+    while lab.state().get("intent_phase") != phase:
+        assert proc.poll() is None, f"the swap ended before phase {phase}:\n{proc.stdout.read()[-4000:]}"
+        assert time.monotonic() < deadline, f"phase {phase} never recorded: {lab.state()}"
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def scaling_denied(kube, name):
+    """A real ValidatingAdmissionPolicy (and its binding to ``kube.namespace``) that refuses to scale Deployment
+    ``name`` above 0 (message ``test policy: <name> may not be scaled up``); active when the block starts."""
+    policy_name = f"deny-{name}-{kube.namespace}"
+    version = "admissionregistration.k8s.io/v1"
+    kube.apply({"apiVersion": version, "kind": "ValidatingAdmissionPolicy", "metadata": {"name": policy_name},
+                "spec": {"failurePolicy": "Fail",
+                         "matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"],
+                                                                 "operations": ["UPDATE"],
+                                                                 "resources": ["deployments", "deployments/scale"]}]},
+                         "validations": [{"expression": f"object.metadata.name != '{name}' || object.spec.replicas == 0",
+                                          "message": f"test policy: {name} may not be scaled up"}]}})
+    kube.apply({"apiVersion": version, "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": policy_name},
+                "spec": {"policyName": policy_name, "validationActions": ["Deny"],
+                         "matchResources": {"namespaceSelector": {"matchLabels": {
+                             "kubernetes.io/metadata.name": kube.namespace}}}}})
+    try:
+        res = kube.client.resources.get(api_version="apps/v1", kind="Deployment")
+
+        def denied():
+            try:
+                res.patch(name=name, namespace=kube.namespace, body={"spec": {"replicas": 2}},
+                          content_type="application/merge-patch+json", query_params=[("dryRun", "All")])
+            except Exception as exc:  # noqa: BLE001 - the policy's denial is what we wait for
+                return "test policy" in str(exc)
+            return False
+        kube.wait_for(denied, timeout=30, what="the admission policy to be active")
+        yield
+    finally:
+        kube.delete("ValidatingAdmissionPolicyBinding", policy_name, api_version=version)
+        kube.delete("ValidatingAdmissionPolicy", policy_name, api_version=version)
 
 
 def descendants(pid):
