@@ -4,8 +4,8 @@
 """The deploy playbook's shared pieces: labels, the GPU backend Deployment, the GPU owner, input checks.
 
 ONE place for what the vLLM and Ollama Deployments share (labels, Recreate, runtimeClassName,
-the GPU limit, node selection, probes, enableServiceLinks), so the two GPU backends cannot drift
-apart; and the early validation of the deploy inputs (components, initial GPU owner, PVC sizes,
+the GPU limit, node selection, probes sized from one load budget, enableServiceLinks), so the two
+GPU backends cannot drift apart; and the early validation of the deploy inputs (components, initial GPU owner, PVC sizes,
 backup tiers, Qdrant collections), which collects EVERY problem and names the variable and the fix.
 
 Plain Python (stdlib only), used by plugins/filter/deploy.py and unit-tested directly.
@@ -120,9 +120,51 @@ def owner_replicas(state, backend):
 
 # -- the GPU backend Deployment -----------------------------------------------------------------------
 
+# A crashed container's last log lines become its termination message when it wrote none itself: a real
+# kubelet then has something to report (lastState.terminated.message), which gpu_swap shows when it fails.
+TERMINATION_MESSAGE_POLICY = "FallbackToLogsOnError"
+# What every container of the lab's GPU workloads drops (the pod adds seccomp RuntimeDefault).
+_CONTAINER_HARDENING = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def _seconds(name, variable, value):
+    """``value`` as a whole number of seconds > 0 (extra vars arrive as strings); ValueError naming the variable."""
+    try:
+        number = None if isinstance(value, bool) else int(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or number < 1 or str(number) != str(value).strip():
+        raise ValueError("%s: %s_%s must be a whole number of seconds > 0, got %r" % (name, name, variable, value))
+    return number
+
+
+def startup_failure_threshold(name, budget, period):
+    """failureThreshold of a startup probe that lets backend ``name`` load for ``budget`` seconds when it is
+    probed every ``period`` seconds: ceil(budget / period), so failureThreshold x periodSeconds >= budget (the
+    kubelet restarts the container after that many failures in a row; gpu_swap waits as long as the probe allows).
+    Raises ValueError naming ``<name>_load_budget`` / ``<name>_startup_period`` for a budget shorter than a period."""
+    budget = _seconds(name, "load_budget", budget)
+    period = _seconds(name, "startup_period", period)
+    if budget < period:
+        raise ValueError("%s: %s_load_budget (%d s) is shorter than one startup probe period (%s_startup_period: %d s): "
+                         "the budget is how long the backend may take from container start to a healthy answer; "
+                         "give at least one period (minutes for a model load)" % (name, name, budget, name, period))
+    return -(-budget // period)
+
+
 def _probe(path, port, period, failure_threshold, timeout=5):
     return {"httpGet": {"path": path, "port": port}, "periodSeconds": int(period), "timeoutSeconds": int(timeout),
             "failureThreshold": int(failure_threshold)}
+
+
+def gpu_node_selector(node=None, extra=None):
+    """The nodeSelector of the lab's GPU workloads: ``nvidia.com/gpu.present=true``, the node's hostname when
+    ``node`` is given, then the ``extra`` entries (a backend's own node_selector)."""
+    selector = {GPU_NODE_LABEL: "true"}
+    if node:
+        selector["kubernetes.io/hostname"] = node
+    selector.update(extra or {})
+    return selector
 
 
 def gpu_backend_deployment(spec):
@@ -132,11 +174,13 @@ def gpu_backend_deployment(spec):
     ``component: gpu-backend``, ``strategy: Recreate`` (a RollingUpdate deadlocks on one GPU),
     ``runtimeClassName``, ``limits: {<gpu_resource>: 1}``, the node selector on
     ``nvidia.com/gpu.present=true`` (+ the node's hostname when known), startup / readiness /
-    liveness probes on one HTTP health path, ``enableServiceLinks: false`` (a Service called
-    ``vllm`` injects VLLM_PORT and crashes vLLM), no service-account token, and a Recreate-safe
-    termination grace. ``spec`` keys: name, namespace, image, port, health_path, replicas,
-    runtime_class, gpu_resource, startup {period, failure_threshold}, readiness {...}, liveness {...};
-    optional: image_pull_policy, args, env, volumes, volume_mounts, resources, node, node_selector,
+    liveness probes on one HTTP health path, the startup probe derived from the backend's load
+    budget (``failureThreshold = ceil(budget / period)``), ``terminationMessagePolicy:
+    FallbackToLogsOnError``, ``enableServiceLinks: false`` (a Service called ``vllm`` injects
+    VLLM_PORT and crashes vLLM), no service-account token, and a Recreate-safe termination grace.
+    ``spec`` keys: name, namespace, image, port, health_path, replicas, runtime_class, gpu_resource,
+    startup {period, budget}, readiness {period, failure_threshold}, liveness {...}; optional:
+    image_pull_policy, args, env, volumes, volume_mounts, resources, node, node_selector,
     tolerations, pod_annotations, annotations, security_context, termination_grace_seconds.
     """
     name = spec["name"]
@@ -145,20 +189,17 @@ def gpu_backend_deployment(spec):
                  "limits": dict((spec.get("resources") or {}).get("limits") or {})}
     resources["limits"][spec["gpu_resource"]] = 1
     resources["requests"].pop(spec["gpu_resource"], None)  # limits imply the request; one GPU, never more
-    node_selector = {GPU_NODE_LABEL: "true"}
-    if spec.get("node"):
-        node_selector["kubernetes.io/hostname"] = spec["node"]
-    node_selector.update(spec.get("node_selector") or {})
     startup, readiness, liveness = spec["startup"], spec["readiness"], spec["liveness"]
+    startup_threshold = startup_failure_threshold(name, startup["budget"], startup["period"])
     container = {
         "name": name,
         "image": spec["image"],
         "imagePullPolicy": spec.get("image_pull_policy") or "IfNotPresent",
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "resources": resources,
-        "securityContext": dict({"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-                                **(spec.get("security_context") or {})),
-        "startupProbe": _probe(spec["health_path"], "http", startup["period"], startup["failure_threshold"]),
+        "securityContext": dict(_CONTAINER_HARDENING, **(spec.get("security_context") or {})),
+        "terminationMessagePolicy": TERMINATION_MESSAGE_POLICY,
+        "startupProbe": _probe(spec["health_path"], "http", startup["period"], startup_threshold),
         "readinessProbe": _probe(spec["health_path"], "http", readiness["period"], readiness["failure_threshold"]),
         "livenessProbe": _probe(spec["health_path"], "http", liveness["period"], liveness["failure_threshold"]),
     }
@@ -173,7 +214,7 @@ def gpu_backend_deployment(spec):
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
         "runtimeClassName": spec["runtime_class"],
-        "nodeSelector": node_selector,
+        "nodeSelector": gpu_node_selector(spec.get("node"), spec.get("node_selector")),
         "terminationGracePeriodSeconds": int(spec.get("termination_grace_seconds", 30)),
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],

@@ -1,7 +1,7 @@
 """Unit tests of plugins/module_utils/deploy.py and plugins/filter/deploy.py: quantities, the initial
-GPU owner, the GPU backend Deployment both vLLM and Ollama are built from, and the early check of
-the deploy inputs (every problem at once, each naming the variable). Pure Python; expected values
-are written out by hand."""
+GPU owner, the GPU backend Deployment both vLLM and Ollama are built from (its startup probe derived
+from the load budget), and the early check of the deploy inputs (every problem at once, each naming the variable). Pure Python; expected values are written
+out by hand."""
 
 from pathlib import Path
 
@@ -82,7 +82,7 @@ def test_exactly_the_owner_gets_a_replica(owner, ollama, vllm):
 SPEC = {"name": "ollama", "namespace": "ai-lab", "image": "ollama/ollama:0.13.0", "port": 11434, "health_path": "/",
         "replicas": 0, "runtime_class": "nvidia-cdi", "gpu_resource": "nvidia.com/gpu", "node": "gpu-box",
         "resources": {"requests": {"cpu": "1", "nvidia.com/gpu": 2}, "limits": {"memory": "8Gi"}},
-        "startup": {"period": 5, "failure_threshold": 60}, "readiness": {"period": 5, "failure_threshold": 3},
+        "startup": {"period": 5, "budget": 300}, "readiness": {"period": 5, "failure_threshold": 3},
         "liveness": {"period": 15, "failure_threshold": 4}}
 
 
@@ -106,6 +106,9 @@ def test_gpu_backend_deployment_sets_every_shared_field():
                     # a GPU request in the spec is dropped: the limit says one GPU, never more
                     "resources": {"requests": {"cpu": "1"}, "limits": {"memory": "8Gi", "nvidia.com/gpu": 1}},
                     "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                    # a crashed container's last log lines become its termination message (gpu_swap reports it)
+                    "terminationMessagePolicy": "FallbackToLogsOnError",
+                    # the load budget of 300 s in probes every 5 s: 60 failures in a row before a restart
                     "startupProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 5, "timeoutSeconds": 5,
                                      "failureThreshold": 60},
                     "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 5,
@@ -128,6 +131,38 @@ def test_gpu_backend_deployment_without_a_node_selects_any_gpu_node_and_carries_
     assert pod["spec"]["containers"][0]["args"] == ["--x", "1"]
     assert pod["spec"]["volumes"] == [{"name": "m", "emptyDir": {}}]
     assert pod["spec"]["containers"][0]["volumeMounts"] == [{"name": "m", "mountPath": "/m"}]
+
+
+@pytest.mark.parametrize("budget, period, threshold", [
+    (900, 10, 90),      # vLLM's defaults: exactly the budget
+    (905, 10, 91),      # rounded up: the probe never allows less than the budget
+    (300, 5, 60),       # Ollama's defaults
+    (10, 10, 1),        # one period is the least
+    ("1200", "10", 120),  # extra vars on the command line arrive as strings
+])
+def test_startup_probe_carries_the_whole_load_budget(budget, period, threshold):
+    spec = dict(SPEC, name="vllm", startup={"period": period, "budget": budget})
+    probe = deploy.gpu_backend_deployment(spec)["spec"]["template"]["spec"]["containers"][0]["startupProbe"]
+    assert (probe["periodSeconds"], probe["failureThreshold"]) == (int(period), threshold)
+    # what gpu_swap reads back as its ready timeout: initialDelaySeconds (unset: 0) + threshold x period
+    assert probe.get("initialDelaySeconds", 0) + probe["failureThreshold"] * probe["periodSeconds"] >= int(budget)
+    assert (probe["failureThreshold"] - 1) * probe["periodSeconds"] < int(budget)
+
+
+@pytest.mark.parametrize("budget, period, message", [
+    (5, 10, "vllm: vllm_load_budget (5 s) is shorter than one startup probe period (vllm_startup_period: 10 s): the "
+            "budget is how long the backend may take from container start to a healthy answer; give at least one "
+            "period (minutes for a model load)"),
+    (0, 10, "vllm: vllm_load_budget must be a whole number of seconds > 0, got 0"),
+    ("15m", 10, "vllm: vllm_load_budget must be a whole number of seconds > 0, got '15m'"),
+    (900, True, "vllm: vllm_startup_period must be a whole number of seconds > 0, got True"),
+    (900, 2.5, "vllm: vllm_startup_period must be a whole number of seconds > 0, got 2.5"),
+])
+def test_a_budget_that_no_probe_can_carry_is_refused_naming_the_variables(budget, period, message):
+    spec = dict(SPEC, name="vllm", startup={"period": period, "budget": budget})
+    with pytest.raises(AnsibleFilterError) as err:
+        FILTERS["deploy_gpu_deployment"](spec)
+    assert str(err.value) == message
 
 
 def _inputs(**over):
