@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: ailab.gpu_lab contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters of the deploy playbook: early input checks, the GPU owner, labels, the GPU backend Deployment.
+"""Filters of the deploy playbook: early input checks, the GPU owner, labels, the GPU backend Deployment and
+the DaemonSet that pre-pulls the backends' images.
 
 Each filter is documented in the YAML file of the same name beside this plugin; the logic
 lives in module_utils/deploy.py (one place for what vLLM and Ollama share).
@@ -51,10 +52,16 @@ def deploy_gpu_deployment(spec):
     return _deploy.gpu_backend_deployment(spec)
 
 
+def deploy_gpu_image_prepull(spec):
+    """The DaemonSet that pulls the GPU backends' images on the nodes they can run on."""
+    return _deploy.gpu_image_prepull_daemonset(spec)
+
+
 class FilterModule(object):
     """Deploy filters."""
 
     def filters(self):
         return filter_map((deploy_validate, deploy_input_errors,
                            deploy_gpu_owner, deploy_labels, deploy_selector, deploy_gpu_deployment,
-                           deploy_apply_diff), (_deploy.DeployError, _catalog.CatalogError, ValueError))
+                           deploy_gpu_image_prepull, deploy_apply_diff),
+                          (_deploy.DeployError, _catalog.CatalogError, ValueError))

@@ -5,7 +5,8 @@
 
 ONE place for what the vLLM and Ollama Deployments share (labels, Recreate, runtimeClassName,
 the GPU limit, node selection, probes sized from one load budget, enableServiceLinks), so the two
-GPU backends cannot drift apart; and the early validation of the deploy inputs (components, initial GPU owner, PVC sizes,
+GPU backends cannot drift apart; the DaemonSet that pulls both backends' images on the GPU nodes
+(from the same node selection); and the early validation of the deploy inputs (components, initial GPU owner, PVC sizes,
 backup tiers, Qdrant collections), which collects EVERY problem and names the variable and the fix.
 
 Plain Python (stdlib only), used by plugins/filter/deploy.py and unit-tested directly.
@@ -237,6 +238,93 @@ def gpu_backend_deployment(spec):
             "replicas": int(spec["replicas"]),
             "revisionHistoryLimit": 3,
             "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": selector_labels(name)},
+            "template": {"metadata": template_meta, "spec": pod_spec},
+        },
+    }
+
+
+# -- the GPU backends' images, pulled on the GPU nodes before a swap needs them ------------------------
+
+PREPULL_NAME = "gpu-image-prepull"
+PREPULL_USER = 65535  # the pause image's own user (kubernetes build/pause: USER 65535:65535); any non-root uid works
+
+
+def _node_selector_term(selector):
+    return {"matchExpressions": [{"key": key, "operator": "In", "values": [str(value)]}
+                                 for key, value in sorted(selector.items())]}
+
+
+def gpu_image_prepull_daemonset(spec):
+    """The DaemonSet that keeps the GPU backends' images on every node the backends can run on.
+
+    One init container per backend (``spec["backends"]``: name, image, image_pull_policy, node_selector,
+    tolerations, optional command) with the backend's own image string and pull policy and a command that
+    exits at once, so the kubelet pulls the image and the pod moves on; then one long-running pause
+    container. Nodes: those of the backends' node selection without the hostname pin (a swap may pin a
+    backend to any GPU node), i.e. ``gpu_node_selector(extra=<backend node_selector>)``: one distinct
+    selection gives a plain nodeSelector, several give a required node affinity with one term each (OR);
+    the tolerations are the backends' together. No GPU, no runtimeClassName (pulling needs neither), no
+    service-account token, non-root, read-only root filesystem, small resources.
+    ``spec`` keys: namespace, pause_image, backends; optional: command (default ``/bin/sh -c true``),
+    pause_image_pull_policy, resources, pod_annotations, name (default gpu-image-prepull).
+    Raises ValueError when no backend is given (nothing to pull: remove the DaemonSet instead).
+    """
+    backends = list(spec.get("backends") or [])
+    if not backends:
+        raise ValueError("%s: no GPU backend to pull images for; with both backends off the DaemonSet is removed, "
+                         "not rendered" % spec.get("name", PREPULL_NAME))
+    name = spec.get("name") or PREPULL_NAME
+    command = [str(c) for c in spec.get("command") or ["/bin/sh", "-c", "true"]]
+    resources = spec.get("resources") or {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}}
+    hardening = dict(_CONTAINER_HARDENING, readOnlyRootFilesystem=True)
+
+    def container(cname, image, pull_policy, argv=None):
+        out = {"name": cname, "image": image, "imagePullPolicy": pull_policy or "IfNotPresent",
+               "resources": {k: dict(v) for k, v in resources.items()}, "securityContext": dict(hardening),
+               "terminationMessagePolicy": TERMINATION_MESSAGE_POLICY}
+        if argv:
+            out["command"] = list(argv)
+            # Both backend images set NVIDIA_VISIBLE_DEVICES=all: on a node whose DEFAULT runtime is NVIDIA's, that
+            # would hand every GPU to the pull, past the device plugin. "void" makes that runtime act as runc.
+            out["env"] = [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"}]
+        return out
+
+    selectors, tolerations = [], []
+    for backend in backends:
+        selector = gpu_node_selector(extra=backend.get("node_selector"))
+        if selector not in selectors:
+            selectors.append(selector)
+        for toleration in backend.get("tolerations") or []:
+            if toleration not in tolerations:
+                tolerations.append(dict(toleration))
+    labels = standard_labels(name, "image-prepull")
+    pod_spec = {
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": 5,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": PREPULL_USER, "runAsGroup": PREPULL_USER,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "initContainers": [container("pull-" + b["name"], b["image"], b.get("image_pull_policy"),
+                                     b.get("command") or command) for b in backends],
+        "containers": [container("pause", spec["pause_image"], spec.get("pause_image_pull_policy"))],
+    }
+    if len(selectors) == 1:
+        pod_spec["nodeSelector"] = selectors[0]
+    else:
+        pod_spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [_node_selector_term(s) for s in selectors]}}}
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    template_meta = {"labels": labels}
+    if spec.get("pod_annotations"):
+        template_meta["annotations"] = dict(spec["pod_annotations"])
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": name, "namespace": spec["namespace"], "labels": labels},
+        "spec": {
+            "revisionHistoryLimit": 3,
             "selector": {"matchLabels": selector_labels(name)},
             "template": {"metadata": template_meta, "spec": pod_spec},
         },

@@ -1,7 +1,8 @@
 """The deploy playbook through the real ansible-playbook, without a cluster: render mode of the example
-lab (validated by the real kubectl kustomize and kubernetes-validate --strict), and bad inventory input
-failing in the first task, before any cluster is contacted. The run against the real control plane is
-molecule/deploy."""
+lab (validated by the real kubectl kustomize and kubernetes-validate --strict; the GPU image pre-pull
+rendered with exactly the backends' images and nodes, and left out when both backends are off), and
+bad inventory input failing in the first task, before any cluster is contacted. The runs against the
+real control plane are molecule/deploy and tests/functional/test_deploy_prepull.py."""
 
 import json
 import re
@@ -37,6 +38,7 @@ def test_render_mode_writes_a_valid_tree_for_the_example_lab(tmp_path, playbook_
     top = yaml.safe_load((render / "k8s" / "kustomization.yaml").read_text())
     assert [r for r in top["resources"] if r in mine] == mine
     assert sorted(top["resources"]) == summary["components"]
+    assert top["resources"][-1] == "gpu_prepull"   # the images' pre-pull comes last (and is validated above)
 
     objs = _objects(render)
     vllm, ollama = objs[("Deployment", "vllm")], objs[("Deployment", "ollama")]
@@ -51,6 +53,13 @@ def test_render_mode_writes_a_valid_tree_for_the_example_lab(tmp_path, playbook_
             a, b = a[key], b[key]
         assert a == b, path
     assert vllm["spec"]["template"]["spec"]["runtimeClassName"] == "nvidia-cdi"
+    # one load budget per backend, carried whole by the startup probe (vLLM 900 s, Ollama 300 s by default)
+    for dep, budget in ((vllm, 900), (ollama, 300)):
+        container = dep["spec"]["template"]["spec"]["containers"][0]
+        probe = container["startupProbe"]
+        assert probe["failureThreshold"] * probe["periodSeconds"] == budget
+        assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert_prepull_matches(objs, [ollama, vllm])
     assert vllm["spec"]["template"]["spec"]["containers"][0]["args"][:6] == [
         "--model", "Qwen/Qwen2.5-7B-Instruct-AWQ", "--revision", "b25037543e9394b818fdfca67ab2a00ecc7dd641",
         "--served-model-name", "qwen2.5-7b"]
@@ -65,6 +74,44 @@ def test_render_mode_writes_a_valid_tree_for_the_example_lab(tmp_path, playbook_
         "OPENAI_API_KEY", "WEBUI_SECRET_KEY", "QDRANT_API_KEY", "RAG_OPENAI_API_KEY"}
     # the owner record is the cluster's, never rendered (an apply of the tree would undo a swap)
     assert ("ConfigMap", "gpu-lab-state") not in objs
+
+
+def assert_prepull_matches(objs, deployments):
+    """The pre-pull DaemonSet pulls exactly the Deployments' images with their pull policies, on their nodes."""
+    prepull = objs[("DaemonSet", "gpu-image-prepull")]
+    pod = prepull["spec"]["template"]["spec"]
+    backends = [d["spec"]["template"]["spec"] for d in deployments]
+    assert [(c["image"], c["imagePullPolicy"]) for c in pod["initContainers"]] == [
+        (b["containers"][0]["image"], b["containers"][0]["imagePullPolicy"]) for b in backends]
+    for backend in backends:   # the backends' node selection, without the hostname pin a swap may move
+        unpinned = {k: v for k, v in backend["nodeSelector"].items() if k != "kubernetes.io/hostname"}
+        assert pod["nodeSelector"] == unpinned
+        assert pod.get("tolerations", []) == backend.get("tolerations", [])
+    assert "nvidia.com/gpu" not in yaml.safe_dump([c.get("resources") for c in pod["initContainers"] + pod["containers"]])
+    assert "runtimeClassName" not in pod and pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert all(c["securityContext"]["readOnlyRootFilesystem"] for c in pod["initContainers"] + pod["containers"])
+    assert prepull["metadata"]["labels"]["app.kubernetes.io/part-of"] == "ai-lab"
+
+
+def test_render_without_gpu_backends_has_no_image_prepull(tmp_path, playbook_runner):
+    """Both backends off: no DaemonSet and no gpu_prepull tree; one backend on: its image only."""
+    render = tmp_path / "rendered"
+    playbook_runner(PLAYBOOK, "-i", "inventory/example", "-e", "gpu_lab_render_only=true",
+                    "-e", f"gpu_lab_render_dir={render}", "-e", "gpu_lab_gpu_owner=none",
+                    "-e", json.dumps({"gpu_lab_components": {"vllm": False, "ollama": False}}))
+    top = yaml.safe_load((render / "k8s" / "kustomization.yaml").read_text())
+    assert "gpu_prepull" not in top["resources"] and not (render / "k8s" / "gpu_prepull").exists()
+    assert not [k for k in _objects(render) if k[0] == "DaemonSet"]
+
+    render = tmp_path / "ollama-only"
+    playbook_runner(PLAYBOOK, "-i", "inventory/example", "-e", "gpu_lab_render_only=true",
+                    "-e", f"gpu_lab_render_dir={render}", "-e", "gpu_lab_gpu_owner=ollama",
+                    "-e", json.dumps({"gpu_lab_components": {"vllm": False},
+                                      "ollama_tolerations": [{"key": "gpu", "operator": "Exists"}]}))
+    validate(str(render), out=lambda line: None)
+    objs = _objects(render)
+    assert_prepull_matches(objs, [objs[("Deployment", "ollama")]])
 
 
 def test_bad_inventory_input_fails_first_naming_each_variable(tmp_path, playbook_runner):

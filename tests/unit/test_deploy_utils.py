@@ -1,6 +1,7 @@
 """Unit tests of plugins/module_utils/deploy.py and plugins/filter/deploy.py: quantities, the initial
 GPU owner, the GPU backend Deployment both vLLM and Ollama are built from (its startup probe derived
-from the load budget), and the early check of the deploy inputs (every problem at once, each naming the variable). Pure Python; expected values are written
+from the load budget), the DaemonSet that pre-pulls their images, and the early check of the deploy
+inputs (every problem at once, each naming the variable). Pure Python; expected values are written
 out by hand."""
 
 from pathlib import Path
@@ -163,6 +164,88 @@ def test_a_budget_that_no_probe_can_carry_is_refused_naming_the_variables(budget
     with pytest.raises(AnsibleFilterError) as err:
         FILTERS["deploy_gpu_deployment"](spec)
     assert str(err.value) == message
+
+
+PREPULL = {"namespace": "ai-lab", "pause_image": "docker.io/rancher/mirrored-pause:3.6", "backends": [
+    {"name": "ollama", "image": "docker.io/ollama/ollama:0.13.0", "image_pull_policy": "IfNotPresent",
+     "node_selector": {}, "tolerations": []},
+    {"name": "vllm", "image": "docker.io/vllm/vllm-openai:v0.11.2", "image_pull_policy": "Always",
+     "node_selector": {}, "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]}]}
+
+
+def test_image_prepull_daemonset_pulls_each_backend_image_where_the_backends_run():
+    labels = {"app.kubernetes.io/name": "gpu-image-prepull", "app.kubernetes.io/instance": "gpu-image-prepull",
+              "app.kubernetes.io/component": "image-prepull", "app.kubernetes.io/part-of": "ai-lab",
+              "app.kubernetes.io/managed-by": "ailab.gpu_lab"}
+    small = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}}
+    hardened = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": True}
+
+    def container(name, image, policy, command=None):
+        out = {"name": name, "image": image, "imagePullPolicy": policy, "resources": small,
+               "securityContext": hardened, "terminationMessagePolicy": "FallbackToLogsOnError"}
+        # the backend images' NVIDIA_VISIBLE_DEVICES=all must not reach a default NVIDIA runtime: no GPU for a pull
+        return dict(out, command=command, env=[{"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"}]) if command else out
+
+    assert FILTERS["deploy_gpu_image_prepull"](PREPULL) == {
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "gpu-image-prepull", "namespace": "ai-lab", "labels": labels},
+        "spec": {
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": "gpu-image-prepull",
+                                         "app.kubernetes.io/instance": "gpu-image-prepull"}},
+            "template": {"metadata": {"labels": labels}, "spec": {
+                "enableServiceLinks": False, "automountServiceAccountToken": False, "terminationGracePeriodSeconds": 5,
+                "securityContext": {"runAsNonRoot": True, "runAsUser": 65535, "runAsGroup": 65535,
+                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                # the same image strings and pull policies as the Deployments; each exits at once once pulled
+                "initContainers": [
+                    container("pull-ollama", "docker.io/ollama/ollama:0.13.0", "IfNotPresent", ["/bin/sh", "-c", "true"]),
+                    container("pull-vllm", "docker.io/vllm/vllm-openai:v0.11.2", "Always", ["/bin/sh", "-c", "true"])],
+                "containers": [container("pause", "docker.io/rancher/mirrored-pause:3.6", "IfNotPresent")],
+                # the backends' node selection without the hostname pin: every GPU node a swap may pin them to
+                "nodeSelector": {"nvidia.com/gpu.present": "true"},
+                "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            }},
+        },
+    }
+
+
+def test_image_prepull_uses_the_backends_node_selection_and_requests_no_gpu():
+    """The same helper selects the nodes of both: the Deployment's selector minus its hostname pin."""
+    dep = deploy.gpu_backend_deployment(dict(SPEC, node_selector={"lab/gpu": "rtx4090"}))["spec"]["template"]["spec"]
+    backends = [dict(PREPULL["backends"][0], node_selector={"lab/gpu": "rtx4090"})]
+    pod = deploy.gpu_image_prepull_daemonset(dict(PREPULL, backends=backends))["spec"]["template"]["spec"]
+    pinned = dict(pod["nodeSelector"], **{"kubernetes.io/hostname": "gpu-box"})
+    assert pinned == dep["nodeSelector"] == {"nvidia.com/gpu.present": "true", "kubernetes.io/hostname": "gpu-box",
+                                             "lab/gpu": "rtx4090"}
+    assert [c.get("resources") for c in pod["initContainers"] + pod["containers"]] == [
+        {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}}] * 2   # no GPU
+    assert "runtimeClassName" not in pod
+
+
+def test_image_prepull_with_two_node_selections_runs_on_either_and_tolerates_each_once():
+    toleration = {"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}
+    backends = [dict(PREPULL["backends"][0], node_selector={"lab/box": "a"}, tolerations=[toleration]),
+                dict(PREPULL["backends"][1], node_selector={"lab/box": "b"}, tolerations=[toleration],
+                     command=["/usr/bin/true"])]
+    pod = deploy.gpu_image_prepull_daemonset(dict(PREPULL, backends=backends, command=["/bin/true"],
+                                                  pod_annotations={"k": "v"}))["spec"]["template"]
+    assert "nodeSelector" not in pod["spec"]
+    assert pod["spec"]["affinity"] == {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "lab/box", "operator": "In", "values": ["a"]},
+                                  {"key": "nvidia.com/gpu.present", "operator": "In", "values": ["true"]}]},
+            {"matchExpressions": [{"key": "lab/box", "operator": "In", "values": ["b"]},
+                                  {"key": "nvidia.com/gpu.present", "operator": "In", "values": ["true"]}]}]}}}
+    assert pod["spec"]["tolerations"] == [toleration]
+    assert [c["command"] for c in pod["spec"]["initContainers"]] == [["/bin/true"], ["/usr/bin/true"]]
+    assert pod["metadata"]["annotations"] == {"k": "v"}
+
+
+def test_image_prepull_without_a_backend_is_refused():
+    with pytest.raises(AnsibleFilterError, match="gpu-image-prepull: no GPU backend to pull images for; with both "
+                                                 "backends off the DaemonSet is removed, not rendered"):
+        FILTERS["deploy_gpu_image_prepull"](dict(PREPULL, backends=[]))
 
 
 def _inputs(**over):
