@@ -33,6 +33,7 @@ import yaml
 
 from tests.support.catalog_example import load_example_catalog
 from tests.support.kube_ns import fingerprint
+from tests.support.kubelet_knobs import DELETE_DELAY, HOLD, NEVER_READY, READY_DELAY  # noqa: F401 - re-exported
 from tests.support.nvidia_smi_fake import write_fake_nvidia_smi
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -41,10 +42,6 @@ SMI_FREE = "driver-550-rtx4090-idle"
 SMI_GAME = "driver-550-game-running-invisible-to-compute-apps"
 VENV_BIN = os.path.dirname(sys.executable)
 PLAYBOOK = REPO / "playbooks" / "gpu_swap.yml"
-READY_DELAY = "kwok.ailab.test/ready-delay"
-NEVER_READY = "kwok.ailab.test/never-ready"
-DELETE_DELAY = "kwok.ailab.test/delete-delay"
-HOLD = "kwok.ailab.test/hold"  # Pending until removed from the live pod (release())
 
 
 def labels(name):
