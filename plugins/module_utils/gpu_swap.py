@@ -373,19 +373,22 @@ def pod_fits_node(pod, node):
 
 def gpu_claimants(pods, node, resource, is_lab_backend):
     """Pods other than the lab's GPU backends that hold ``resource`` on ``node`` or wait (Pending, unbound) for it
-    and fit ``node``: stopping the owner would hand them the GPU. Terminal pods do not count (as for the scheduler)."""
+    and fit ``node``: stopping the owner would hand them the GPU. Terminal pods do not count (as for the scheduler).
+    Returns ``(sentence, amount requested)`` per pod; the caller weighs them against the node's allocatable (on a
+    time-sliced node other pods may hold slots and still leave one for the target)."""
     name = node["metadata"]["name"]
     found = []
     for pod in pods:
-        if pod_terminal(pod) or is_lab_backend(pod) or not cap.pod_request(pod, resource):
+        amount = cap.pod_request(pod, resource)
+        if pod_terminal(pod) or is_lab_backend(pod) or not amount:
             continue
         bound = (pod.get("spec") or {}).get("nodeName")
         meta = pod.get("metadata") or {}
         if bound == name:
-            found.append("%s/%s holds %s on %s" % (meta.get("namespace"), meta.get("name"), resource, name))
+            found.append(("%s/%s holds %s on %s" % (meta.get("namespace"), meta.get("name"), resource, name), amount))
         elif not bound and pod_fits_node(pod, node):
-            found.append("%s/%s is Pending for %s and fits node %s" % (meta.get("namespace"), meta.get("name"), resource,
-                                                                        name))
+            found.append(("%s/%s is Pending for %s and fits node %s" % (meta.get("namespace"), meta.get("name"),
+                                                                         resource, name), amount))
     return found
 
 
@@ -1048,10 +1051,12 @@ class Swap(object):
                 sel and all(labels.get(k) == v for k, v in sel.items()) for sel in selectors.values())
         pods = self.k.call("CoreV1Api", "list_pod_for_all_namespaces", "list pods of all namespaces")["items"]
         found = gpu_claimants(pods, nodes[0], resource, is_lab_backend)
-        if found:
+        allocatable = cap.parse_quantity(((nodes[0].get("status") or {}).get("allocatable") or {}).get(resource))
+        if found and allocatable - sum(amount for _line, amount in found) < 1:
             raise SwapError("another pod claims the GPU of node %s: %s. Stopping the current owner would hand the GPU to "
                             "it, so nothing was changed and the current owner keeps serving. Stop or delete that pod "
-                            "(or move it off this node), then swap again." % (node, "; ".join(found)))
+                            "(or move it off this node), then swap again."
+                            % (node, "; ".join(line for line, _amount in found)))
         return found
 
     def ready_timeout(self, owner):

@@ -121,8 +121,8 @@ def test_gpu_claimants_are_other_holders_and_waiting_pods_that_fit():
             gpu_pod("evicted", node="gpu-box", phase="Failed"),                         # terminal: not counted
             gpu_pod("ollama-1", namespace="ai-lab", node="gpu-box", phase="Running")]   # the lab's own backend
     found = gs.gpu_claimants(pods, NODE, "nvidia.com/gpu", lambda p: p["metadata"]["name"].startswith("ollama"))
-    assert found == ["notebooks/jupyter is Pending for nvidia.com/gpu and fits node gpu-box",
-                     "games/holder holds nvidia.com/gpu on gpu-box"]
+    assert found == [("notebooks/jupyter is Pending for nvidia.com/gpu and fits node gpu-box", 1),
+                     ("games/holder holds nvidia.com/gpu on gpu-box", 1)]
 
 
 def deployment(args, model, selector):
