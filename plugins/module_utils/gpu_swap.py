@@ -60,15 +60,29 @@ INTENT_KEYS = ("intent_from", "intent_to", "intent_phase", "intent_holder", "int
 # Phases recorded in intent_phase, in order. Only "committing" (target verified, only the record
 # left to write) is completed by a recovering run; every earlier phase is rolled back.
 PHASES = ("begun", "stopping", "stopped", "starting", "verifying", "committing", "rolling_back")
-# The transition table: each step that changes the lab, the recorded phase it may start from (the
-# intent must also be this run's: intent_holder), and the phases it records, in order. The role runs
-# the steps in this order; the unit tests check both against PHASES and docs/gpu_swap.md.
-TRANSITIONS = (
-    ("begin", (None,), ("begun",)),
-    ("stop", ("begun",), ("stopping", "stopped")),
-    ("start", ("stopped",), ("starting", "verifying", "committing")),
-    ("rollback", PHASES, ("rolling_back",)),
+# The swap's sequence, in order: every task of the role (roles/gpu_swap/tasks/state_swap.yml, by name), where it
+# runs, the recorded phase a gpu_swap step may start from (its intent must also be this run's: intent_holder), and
+# the phases it records. It drives the steps' intent checks (TRANSITIONS), the check-mode plan (Swap.plan) and the
+# recovery (recovery_action: only what the last step records before the commit is completed); unit tests hold the
+# role's task order and docs/gpu_swap.md's sequence table to it.
+SEQUENCE = (
+    {"step": "pull", "where": "GPU host", "from": None, "records": (),
+     "task": "Make sure the target vLLM model's weights are on the GPU host"},
+    {"step": "begin", "where": "controller", "from": (None,), "records": ("begun",),
+     "task": "Recover an interrupted swap, validate the target, take the lock and record the intent"},
+    {"step": "unload", "where": "GPU host", "from": None, "records": (),
+     "task": "Unload Ollama's models (keep_alive 0) before Ollama stops"},
+    {"step": "stop", "where": "controller", "from": ("begun",), "records": ("stopping", "stopped"),
+     "task": "Scale the GPU backends to 0 and wait until their pods are gone and the GPU is free"},
+    {"step": "host-check", "where": "GPU host", "from": None, "records": (),
+     "task": "Require the GPU memory released, naming any process (a game) that holds it"},
+    {"step": "start", "where": "controller", "from": ("stopped",), "records": ("starting", "verifying", "committing"),
+     "task": "Start the new owner, wait for Ready, check it through the gateway, record it, release the lock"},
+    {"step": "rollback", "where": "controller", "from": PHASES, "records": ("rolling_back",),
+     "task": "Restore the previous owner (and its model) and wait for it"},
 )
+# The gpu_swap module's steps that change the lab: (step, phases it may start from, phases it records).
+TRANSITIONS = tuple((row["step"], row["from"], row["records"]) for row in SEQUENCE if row["records"])
 # What a kubelet reports on a container that will not become Ready by waiting longer
 # (pkg/kubelet/images/types.go, pkg/kubelet/kuberuntime/kuberuntime_container.go, pkg/kubelet/container/sync_result.go).
 FAIL_FAST_WAITING = ("CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError",
@@ -551,11 +565,12 @@ def replace_vllm_args(current, old_derived, new_derived):
 
 
 def recovery_action(data):
-    """What a later run does with a recorded intent: ``None`` (none), ``"complete"`` or ``"rollback"``."""
+    """What a later run does with a recorded intent: ``None`` (none), ``"complete"`` (the phase the start step records
+    last: the target answered, only the record was left) or ``"rollback"`` (any other phase)."""
     phase = (data or {}).get("intent_phase")
     if not phase:
         return None
-    return "complete" if phase == "committing" else "rollback"
+    return "complete" if phase == dict((step, records) for step, _f, records in TRANSITIONS)["start"][-1] else "rollback"
 
 
 def parse_owner_text(text):
@@ -1302,20 +1317,24 @@ class Swap(object):
         return out
 
     def plan(self, current, target, node):
-        steps = ["record the intent %s -> %s and take Lease %s" % (target_name(current), target_name(target), LEASE_NAME)]
-        if current["owner"] == "ollama":
-            steps.append("unload Ollama's models (keep_alive: 0)")
-        for owner in BACKENDS:
-            if owner != target["owner"]:
-                steps.append("scale Deployment %s to 0 and wait until its pods are deleted" % self.deployments[owner])
-        steps.append("require the GPU of node %s free in Kubernetes and on the host (nvidia-smi)" % node)
-        if target["owner"] == "vllm":
-            steps.append("set vLLM's model %s (args and served name from the catalog)" % target["model"])
-        if target["owner"] != "none":
-            steps.append("scale Deployment %s to 1, wait for Ready, send a request through the gateway to %s"
-                         % (self.deployments[target["owner"]], probe_alias(self.models, target, self.p.get("probe_alias"))))
-        steps.append("record owner %s on node %s, release the lock" % (target_name(target), node))
-        return steps
+        """What this swap will do, one line per SEQUENCE step that applies to it, in SEQUENCE order."""
+        alias = probe_alias(self.models, target, self.p.get("probe_alias"))
+        lines = {
+            "pull": [],  # ran already: the role pulls the weights before begin (gpu_swap_vllm_pull)
+            "begin": ["record the intent %s -> %s and take Lease %s" % (target_name(current), target_name(target),
+                                                                       LEASE_NAME)],
+            "unload": ["unload Ollama's models (keep_alive: 0)"] if current["owner"] == "ollama" else [],
+            "stop": ["scale Deployment %s to 0 and wait until its pods are deleted" % self.deployments[owner]
+                     for owner in BACKENDS if owner != target["owner"]],
+            "host-check": ["require the GPU of node %s free in Kubernetes and on the host (nvidia-smi)" % node],
+            "start": (["set vLLM's model %s (args and served name from the catalog)" % target["model"]]
+                      if target["owner"] == "vllm" else [])
+            + (["scale Deployment %s to 1, wait for Ready, send a request through the gateway to %s"
+                % (self.deployments[target["owner"]], alias)] if target["owner"] != "none" else [])
+            + ["record owner %s on node %s, release the lock" % (target_name(target), node)],
+            "rollback": [],
+        }
+        return [line for row in SEQUENCE for line in lines[row["step"]]]
 
     def _check_intent(self, step):
         """Act only on this run's own intent, in a phase this step may start from (TRANSITIONS), with the Lease."""

@@ -198,3 +198,40 @@ def test_the_ready_wait_is_the_targets_startup_probe_budget_plus_the_margin(prob
     dep = {"spec": {"template": {"spec": {"containers": [container]}}}}
     swap = gs.Swap(_OneDeployment(dep), {"ready_timeout": setting, "vllm_container": "vllm"})
     assert swap.ready_timeout("vllm") == expected
+
+
+def _role_task_names():
+    import pathlib  # pylint: disable=import-outside-toplevel
+    import yaml  # pylint: disable=import-outside-toplevel
+    path = pathlib.Path(__file__).resolve().parents[2] / "roles/gpu_swap/tasks/state_swap.yml"
+
+    def walk(tasks):
+        for task in tasks or []:
+            yield task.get("name", "")
+            for key in ("block", "rescue", "always"):
+                yield from walk(task.get(key))
+    return list(walk(yaml.safe_load(path.read_text())))
+
+
+def test_the_role_runs_its_tasks_in_the_sequence_order():
+    names = _role_task_names()
+    positions = [next((i for i, n in enumerate(names) if n.startswith(row["task"])), None) for row in gs.SEQUENCE]
+    assert None not in positions, [row["task"] for row, pos in zip(gs.SEQUENCE, positions) if pos is None]
+    assert positions == sorted(positions)
+
+
+def test_the_docs_sequence_table_follows_the_sequence():
+    import pathlib  # pylint: disable=import-outside-toplevel
+    text = (pathlib.Path(__file__).resolve().parents[2] / "docs/gpu_swap.md").read_text()
+    table = text.split("## The sequence", 1)[1].split("\n\n", 2)[1]
+    rows = [line.split("|")[1:-1] for line in table.splitlines()[2:]]
+    phases = [" -> ".join(row["records"]) for row in gs.SEQUENCE]
+    documented = [[cell.replace("`", "").strip().split(" -> (cleared)")[0] for cell in row] for row in rows]
+    assert [d[-1] for d in documented] == phases, documented
+    assert [("controller" if "controller" in d[1] else "GPU host") for d in documented] == \
+        [row["where"] for row in gs.SEQUENCE]
+
+
+def test_recovery_completes_only_what_the_start_step_records_last():
+    assert [gs.recovery_action({"intent_phase": p}) for p in gs.PHASES] == \
+        ["rollback"] * 5 + ["complete", "rollback"]
