@@ -368,7 +368,8 @@ def validate_deploy(inputs):
     role_components (role -> component where the names differ, e.g. monitoring -> observability),
     role_specs (the registered results of ``validate_argument_spec`` run on each component role's
     meta/argument_specs.yml), litellm (what the litellm role's litellm_config task gets: config,
-    models, routes, namespace, provided_env without the catalog's names, allow_*).
+    models, routes, namespace, provided_env without the catalog's names, allow_*), load_budgets
+    (GPU backend -> {budget, period}: its <backend>_load_budget and <backend>_startup_period).
     Returns {components: [enabled...], owner: {owner, model}, models: normalized catalog}.
     Raises DeployError listing every problem, each naming the variable and the fix.
     """
@@ -447,6 +448,13 @@ def validate_deploy(inputs):
                           for e in result.get("argument_errors") or [])
     if "litellm" in enabled and models and inputs.get("litellm"):
         errors.extend(_litellm_errors(inputs["litellm"], models, inputs.get("routes")))
+    for backend, probe in sorted((inputs.get("load_budgets") or {}).items()):
+        # the role builds its Deployment in every state but rendering a component that is off
+        if not inputs.get("render") or backend in enabled:
+            try:
+                startup_failure_threshold(backend, (probe or {}).get("budget"), (probe or {}).get("period"))
+            except ValueError as exc:
+                errors.append(str(exc))
     if errors:
         raise DeployError(errors)
     return {"components": enabled, "owner": owner, "models": models}
