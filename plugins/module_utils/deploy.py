@@ -433,15 +433,15 @@ def validate_deploy(inputs):
     vllm_aliases = [m["name"] for m in models if m["backend"] == "vllm"]
     if vllm_model and models and vllm_model not in vllm_aliases:
         errors.append("vllm_model: '%s' is not a vLLM alias of gpu_lab_models%s; vLLM aliases: %s (or leave it empty: "
-                      "the recorded GPU owner's model)" % (vllm_model, _catalog.did_you_mean(vllm_model, vllm_aliases),
-                                                          ", ".join(vllm_aliases) or "none"))
+                      "the recorded GPU owner's model)"
+                      % (vllm_model, _catalog.did_you_mean(vllm_model, vllm_aliases), ", ".join(vllm_aliases) or "none"))
 
     role_components = inputs.get("role_components") or {}
     for role, values in sorted((inputs.get("role_inputs") or {}).items()):
         if role_components.get(role, role) in enabled:
             errors.extend(role_input_errors(role, values))
     for result in inputs.get("role_specs") or []:
-        role = str(result.get("item", "?")).split(".")[-1]
+        role = str(result.get("item", "?")).rsplit(".", maxsplit=1)[-1]
         # A role whose component is off still runs (state absent) and checks its spec, unless deploy only renders.
         if not inputs.get("render") or role_components.get(role, role) in enabled:
             errors.extend("%s (meta/argument_specs.yml of role ailab.gpu_lab.%s)" % (e, role)
@@ -535,8 +535,8 @@ def _ingress_errors(values):
     if not ok:
         errors.append("ingress_tailnet_ip: got %r, not an address in %s (the tailnet): Traefik must bind the host's "
                       "tailnet address only, never a LAN or public one; set gpu_lab_tailnet_ip (or ingress_tailnet_ip, "
-                      "provision_tailscale_ip) to the host's `tailscale ip -4`" % ("" if address is None else address,
-                                                                                    str(TAILNET)))
+                      "provision_tailscale_ip) to the host's `tailscale ip -4`"
+                      % ("" if address is None else address, str(TAILNET)))
     hostname = values.get("ingress_hostname")
     if not isinstance(hostname, str) or not _HOSTNAME_RE.match(hostname):
         errors.append("ingress_hostname: got %r, not a DNS name: set gpu_lab_tailnet_name (or ingress_hostname) to "
