@@ -18,6 +18,7 @@ from tests.support.catalog_example import load_example_catalog
 
 CASES = yaml.safe_load((Path(__file__).parent / "data" / "deploy_cases.yml").read_text())
 EXAMPLE = load_example_catalog()
+FILTERS = FilterModule().filters()
 COMPONENTS = ["gpu_runtime", "qdrant", "litellm", "ollama", "vllm", "open_webui", "observability", "ingress",
               "network_policy", "tracing"]
 # Valid values of each role's own rule (as the roles' _<role>_checked_inputs give them).
@@ -91,9 +92,6 @@ def test_role_input_rule_case(case):
         assert errors == []
     for expected in case["errors"]:
         assert any(expected in e for e in errors), "%r not in %r" % (expected, errors)
-
-
-FILTERS = FilterModule().filters()
 
 
 def test_unknown_role_has_no_rule():
