@@ -78,7 +78,10 @@ def test_max_surge_zero_deletes_first_and_does_not_deadlock(kube):
     assert new[0]["spec"]["nodeName"] == DEFAULT_NODE
 
 
-def test_recreate_creates_the_new_pod_only_after_the_old_object_is_gone(kube):
+def test_recreate_creates_the_new_pod_only_after_the_old_one_is_terminal(kube):
+    """The real Deployment controller (recreate.go oldPodsRunning) waits until the old pod is terminal (Failed or
+    Succeeded), not until its object is gone: the test kubelet reports it terminal 3 s after the deletion
+    (delete-delay), then removes it; the new pod may come before or after that removal."""
     base = gpu_deployment(strategy={"type": "Recreate"},
                           annotations={"ailab.test/revision": "1", "kwok.ailab.test/delete-delay": "3s"})
     kube.apply(base)
@@ -92,7 +95,7 @@ def test_recreate_creates_the_new_pod_only_after_the_old_object_is_gone(kube):
                                 resource_version=pods.get(namespace=kube.namespace).metadata.resourceVersion):
             watching.set()
             obj = event["object"]
-            events.append((event["type"], obj.metadata.name))
+            events.append((event["type"], obj.metadata.name, obj.status.phase))
             if event["type"] == "ADDED" and obj.metadata.name != old:
                 return
 
@@ -101,9 +104,11 @@ def test_recreate_creates_the_new_pod_only_after_the_old_object_is_gone(kube):
     kube.apply(bump(base, "2"))
     thread.join(60)
     assert not thread.is_alive(), f"no new pod within 60s: {events}"
-    deleted_at = events.index(("DELETED", old))
-    added_at = next(i for i, (kind, name) in enumerate(events) if kind == "ADDED" and name != old)
-    assert deleted_at < added_at, events
+    terminal_at = next(i for i, (kind, name, phase) in enumerate(events)
+                       if name == old and (kind == "DELETED" or phase in ("Succeeded", "Failed")))
+    added_at = next(i for i, (kind, name, _) in enumerate(events) if kind == "ADDED" and name != old)
+    assert terminal_at < added_at, events
+    assert ("MODIFIED", old, "Running") in events[:terminal_at], "never seen Terminating before it was terminal"
 
 
 def test_terminating_pod_still_holds_its_gpu(kube):

@@ -2,10 +2,13 @@
 
 Real: Ansible, the module and its argument spec, the kubernetes client library, kube-apiserver,
 the Deployment/ReplicaSet controllers and kube-scheduler (which binds GPU pods, leaves a second
-one Pending as Unschedulable, and keeps counting a Terminating pod's GPU until it is deleted).
-Emulated: the kubelet (kwok marks pods Running/Ready and deletes Terminating pods once they
-carry no finalizer, after the ``kwok.ailab.test/delete-delay`` annotation), and, for the host view, nvidia-smi (tests/support/nvidia_smi_fake.py: answers only the module's
-exact queries with a hand-written case).
+one Pending as Unschedulable, and keeps counting a Terminating pod's GPU until it is terminal or
+deleted).
+Emulated: the kubelet (kwok marks pods Running/Ready; a deleted pod is reported terminal after the
+``kwok.ailab.test/delete-delay`` annotation, then removed; the finalizer ailab.test/hold keeps it
+Terminating and running until the test removes it: tests/support/kubelet_knobs.py), and, for the
+host view, nvidia-smi (tests/support/nvidia_smi_fake.py: answers only the module's exact queries
+with a hand-written case).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import yaml
 
 from tests.support.ansible_run import run_module
 from tests.support.controlplane import DEFAULT_NODE, gpu_node
+from tests.support.kubelet_knobs import HOLD_FINALIZER
 from tests.support.nvidia_smi_fake import write_fake_nvidia_smi
 from tests.support.serve import free_port
 
@@ -69,7 +73,7 @@ def test_pending_pod_is_reported_with_scheduler_reason(kube):
     assert pending["reason"] == "Unschedulable" and pending["workload"] == {"kind": "Deployment", "name": "vllm"}
 
 
-HOLD = "ailab.test/hold"  # a finalizer of the test: the API server keeps the pod Terminating until it is removed
+HOLD = HOLD_FINALIZER  # the API server keeps the object and the test kubelet keeps the pod running until it is removed
 
 
 def _set_finalizers(kube, name, finalizers):
@@ -79,8 +83,8 @@ def _set_finalizers(kube, name, finalizers):
 
 
 def test_terminating_pod_counts_until_deleted_and_wait_timeout_waits_for_it(kube):
-    # The test holds the pod Terminating with a finalizer (kwok's delete stage waits for none), so
-    # neither module run races the deletion, however slow the machine.
+    # The test holds the pod Terminating, not terminal, with the hold finalizer (the test kubelet does not
+    # stop a pod carrying it), so neither module run races the deletion, however slow the machine.
     kube.apply(gpu_deployment("ollama"))
     pod = kube.wait_for(lambda: kube.pods("app=ollama", running=True), what="ollama Running")[0]
     name = pod["metadata"]["name"]
@@ -93,7 +97,7 @@ def test_terminating_pod_counts_until_deleted_and_wait_timeout_waits_for_it(kube
     assert result["looks"] == 1
 
     # Released 30 s after the waiting call starts: it must have looked while the pod was there, then
-    # kept polling until kwok deleted the pod.
+    # kept polling until kwok reported the pod terminal (and then removed it).
     release = threading.Timer(30, _set_finalizers, (kube, name, None))
     release.start()
     try:
@@ -105,7 +109,7 @@ def test_terminating_pod_counts_until_deleted_and_wait_timeout_waits_for_it(kube
     assert not result.get("failed"), result.get("msg")
     assert result["looks"] > 1 and result["waited_seconds"] > 0, "it never saw the Terminating pod: nothing was waited for"
     assert result["nodes"][0]["free"] == 1 and result["nodes"][0]["holders"] == []
-    assert kube.get("Pod", name) is None
+    kube.wait_for(lambda: kube.get("Pod", name) is None, what="the terminal pod removed")
 
 
 def test_several_nodes_and_time_sliced_resource(kube):

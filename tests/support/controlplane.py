@@ -1,13 +1,15 @@
 """The REAL Kubernetes control plane for the tests: etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler (upstream v1.37, built from their Go modules by tools/controlplane/build.sh) and
-kwok, which plays the kubelet of fake nodes (pods get Running/Ready/deleted by kwok Stages,
-tests/support/controlplane_files/kwok-stages.yaml; no container ever runs).
+kwok, which plays the kubelet of fake nodes by kwok Stages (tests/support/controlplane_files/
+kwok-stages.yaml; knobs in tests/support/kubelet_knobs.py): pods get Running/Ready, fail as a real
+GPU host's kubelet reports failures (admission, eviction, crash loops, image pulls, startup probes),
+and once deleted are reported terminal before they are removed; no container ever runs.
 
 What is real: API validation and defaulting, admission (RuntimeClass, ServiceAccount,
 NamespaceLifecycle, DefaultStorageClass, ...), server-side apply and field ownership, watches,
 protobuf, RBAC, the Deployment/ReplicaSet/StatefulSet/Job/GC/namespace/endpoint/PV controllers,
-and the scheduler (extended resources such as nvidia.com/gpu, Terminating pods still holding
-them, node selectors, volume binding).
+and the scheduler (extended resources such as nvidia.com/gpu, Terminating pods holding them until
+they are terminal, node selectors, volume binding).
 
 What stands in for k3s (see docs/testing.md):
 - nodes are kwok nodes (``gpu_node``), GPU capacity declared, no device plugin;
