@@ -16,6 +16,7 @@ and Ready, no intent is left (or the documented one), the Lease is free, the Dep
 from __future__ import annotations
 
 import contextlib
+import pathlib
 import subprocess
 import threading
 import time
@@ -24,13 +25,14 @@ import pytest
 
 from tests.support.catalog_example import load_example_catalog
 from tests.support.controlplane import gpu_node
-from tests.support.gpu_swap_lab import (DELETE_DELAY, HOLD, NEVER_READY, REPO, SMI_FREE, SMI_GAME, Lab, kill_run,
-                                        scaling_denied, wait_phase)
+from tests.support.gpu_swap_lab import (DELETE_DELAY, HOLD, NEVER_READY, REPO, SMI_FREE, SMI_GAME, VENV_BIN, Lab,
+                                        kill_run, scaling_denied, wait_phase)
 from tests.support.kubelet_knobs import (CRASH, FAIL_MESSAGE, FAIL_REASON, IMAGE_PULL, STARTUP_FAILS, WAITING_MESSAGE,
                                          WAITING_REASON)
 from tests.support.ollama_server import OllamaServer
 from tests.support.openai_backend import OpenAIBackend
 
+BIN = pathlib.Path(VENV_BIN)
 CATALOG = load_example_catalog()
 SECOND_VLLM = dict(CATALOG["gpu_lab_models"][0], name="mistral-7b", source="mistralai/Mistral-7B-Instruct-v0.3",
                    revision="e0bc86c23ce5aae1db576c8cca6f06f1f73af2db", vllm_args={"max_model_len": 4096})
@@ -297,7 +299,7 @@ def test_a_step_acts_only_on_its_own_intent(kube, tmp_path):
                              "intent_holder": "other-run/1/abc", "intent_started_at": "2026-12-05T10:00:00.000000Z"}})
     before = lab.snapshot()
     inv = lab.inventory()
-    base = [lab.argv("status")[0].replace("ansible-playbook", "ansible"), "gpu-box", "-i", inv, "-m",
+    base = [str(BIN / "ansible"), "gpu-box", "-i", inv, "-m",
             "ailab.gpu_lab.gpu_swap"]
     args = f"kubeconfig={kube.kubeconfig} namespace={kube.namespace} node=gpu-box"
     stop = subprocess.run(base + ["-a", f"step=stop holder=this-run/2/def {args}"], env=lab.env(), text=True,
@@ -430,9 +432,9 @@ def recover_through_deploy(lab):
     the lab role is tagged always), which completes or rolls back a recorded intent before anything else."""
     # The early input check of deploy covers every component: give the tailnet address and name it asks for.
     inventory = lab.inventory(gpu_lab_tailnet_ip="100.64.0.10", gpu_lab_tailnet_name="gpu-box.tail1234.ts.net")
-    proc = subprocess.run([lab.argv("status")[0], str(REPO / "playbooks" / "deploy.yml"), "-i", inventory,
-                           "--tags", "no-component"], cwd=str(REPO), env=lab.env(), text=True, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, check=False, timeout=400)
+    proc = subprocess.run([str(BIN / "ansible-playbook"), str(REPO / "playbooks" / "deploy.yml"), "-i",
+                           inventory, "--tags", "no-component"], cwd=str(REPO), env=lab.env(), text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False, timeout=400)
     assert proc.returncode == 0, proc.stdout[-5000:]
     assert "Finish or roll back an interrupted GPU swap" in proc.stdout
     return proc.stdout
@@ -488,8 +490,8 @@ def test_least_privilege_account_runs_a_swap_and_a_rollback(kube, tmp_path):
     play = tmp_path / "rbac.yml"
     play.write_text("- hosts: gpu_lab\n  gather_facts: false\n  tasks:\n"
                     "    - ansible.builtin.include_role: {name: ailab.gpu_lab.gpu_swap, tasks_from: rbac}\n")
-    applied = subprocess.run([lab.argv("status")[0], str(play), "-i", lab.inventory()], env=lab.env(), text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False, timeout=300)
+    applied = subprocess.run([str(BIN / "ansible-playbook"), str(play), "-i", lab.inventory()], env=lab.env(),
+                             text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False, timeout=300)
     assert applied.returncode == 0, applied.stdout[-4000:]
     from kubernetes import client as k8s  # pylint: disable=import-outside-toplevel
     token = k8s.CoreV1Api(kube.client.client).create_namespaced_service_account_token(
@@ -505,7 +507,7 @@ def test_least_privilege_account_runs_a_swap_and_a_rollback(kube, tmp_path):
     out = lab.swap("ollama", check=False, gpu_swap_ready_timeout=4)
     assert_rolled_back(lab, out, "Start the new owner", "has no Ready pod", owner="vllm", model="qwen2.5-7b")
     # ...and the account can do nothing else: reading another Secret is forbidden.
-    probe = subprocess.run([lab.argv("status")[0].replace("ansible-playbook", "kubectl"), "--kubeconfig", restricted,
+    probe = subprocess.run([str(BIN / "kubectl"), "--kubeconfig", restricted,
                             "-n", kube.namespace, "get", "secret", "some-other"], text=True, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, check=False, env=lab.env())
     assert "forbidden" in probe.stdout.lower(), probe.stdout
