@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# ansible-test sanity on the installed copy of the built collection.
+# ansible-test sanity on the installed copy of the built collection: tools/sanity.sh DIR [ansible-test options].
+# The ansible-test is the first on PATH (make compat puts ansible-core 2.17's venv first).
 # Offline trap (see REFERENCE.md): ansible-test downloads a get-pip script from a host
 # that is not reachable here. We place a stand-in in its cache that runs pip from
 # CPython's bundled ensurepip wheel; pip itself then installs from PyPI as usual.
@@ -29,4 +30,4 @@ cd "$coll_dir"
 # file listing: give the copy a repository of its own so every shipped file is a target.
 rm -rf .git
 git init -q . && git add -A && git -c user.name=ci -c user.email=ci@localhost commit -qm tarball
-ansible-test sanity --local --python 3.11 --color no
+ansible-test sanity --local --python 3.11 --color no "${@:2}"
