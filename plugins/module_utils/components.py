@@ -1,0 +1,231 @@
+# -*- coding: utf-8 -*-
+# Copyright: ailab.gpu_lab contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The component registry of the deploy playbook: each fact about a component in ONE place.
+
+``REGISTRY`` lists every component (docs/deploy.md, "The component registry"): its on/off default,
+its tag, whether it is a GPU backend, its Services and their ports (each port with the inventory
+variable that overrides it), its tailnet routes, the network flows it needs, the backup-tier
+variables of its volumes and its scrape endpoints. ``resolve()`` applies the inventory's overrides
+and returns the resolved view every consumer reads (the lab role publishes it as ``lab.registry``;
+lookup ``ailab.gpu_lab.lab_components`` returns it to a role used on its own). Nothing else in the
+collection writes a port number of a lab component.
+
+Plain Python (stdlib only): the lookup plugin, the deploy filters and the unit tests import it.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+
+# Peers outside the lab namespace that flows name (the network_policy role holds their selectors).
+PEERS = ("traefik", "prometheus", "internet", "dns")
+
+# Each Service: name, namespace ("lab" = the lab namespace, "monitoring" = gpu_lab_monitoring_namespace),
+# ports {port name: {"port": number, "var": inventory variable that overrides it, or None when a chart fixes it}}.
+# Flows: {"from": component or peer, "port": "<service>.<port name>"} for each caller of the component,
+# "calls" lists what the component itself calls ("<component>:<service>.<port name>" or a peer).
+# Routes: {"path", "service", "port"} (the ingress role's Ingress backends). Scrape: {"service", "port", "path"}
+# (a ServiceMonitor endpoint). Volumes: the variable holding each PVC's backup tier (the role's default).
+REGISTRY = {
+    "gpu_runtime": {"default": True, "tags": ["gpu_runtime"], "gpu_backend": False, "services": {}},
+    "qdrant": {
+        "default": True, "tags": ["qdrant"], "gpu_backend": False,
+        # Qdrant listens on the image's ports (no override: its config would need QDRANT__SERVICE__*_PORT too)
+        "services": {"qdrant": {"ports": {"http": {"port": 6333, "var": None},
+                                          "grpc": {"port": 6334, "var": None}}}},
+        "flows": [{"from": "open_webui", "port": "qdrant.http"}, {"from": "prometheus", "port": "qdrant.http"}],
+        "scrape": [{"service": "qdrant", "port": "http", "path": "/metrics"}],
+        "volumes": ["qdrant_backup_tier"],
+    },
+    "litellm": {
+        "default": True, "tags": ["litellm"], "gpu_backend": False,
+        "services": {"litellm": {"ports": {"http": {"port": 4000, "var": "litellm_port"}}},
+                     # postgres listens on the image's port (no override: the container would need PGPORT too)
+                     "litellm-postgres": {"ports": {"postgres": {"port": 5432, "var": None}}}},
+        "routes": [{"path": "/v1", "service": "litellm", "port": "http"}],
+        "flows": [{"from": "traefik", "port": "litellm.http"}, {"from": "open_webui", "port": "litellm.http"},
+                  {"from": "prometheus", "port": "litellm.http"}, {"from": "litellm", "port": "litellm-postgres.postgres"}],
+        "calls": ["vllm:vllm.http", "ollama:ollama.http", "tracing:phoenix.otlp-grpc", "internet"],
+        "scrape": [{"service": "litellm", "port": "http", "path": "/metrics/"}],
+        "volumes": ["litellm_postgres_backup_tier"],
+    },
+    "ollama": {
+        "default": True, "tags": ["ollama"], "gpu_backend": True,
+        "services": {"ollama": {"ports": {"http": {"port": 11434, "var": "ollama_port"}}}},
+        "flows": [{"from": "litellm", "port": "ollama.http"}],
+        "calls": ["internet"],
+        "volumes": ["ollama_backup_tier"],
+    },
+    "vllm": {
+        "default": True, "tags": ["vllm"], "gpu_backend": True,
+        "services": {"vllm": {"ports": {"http": {"port": 8000, "var": "vllm_port"}}}},
+        "flows": [{"from": "litellm", "port": "vllm.http"}, {"from": "prometheus", "port": "vllm.http"}],
+        "scrape": [{"service": "vllm", "port": "http", "path": "/metrics"}],
+        "volumes": ["vllm_models_backup_tier"],
+    },
+    "open_webui": {
+        "default": True, "tags": ["open_webui"], "gpu_backend": False,
+        "services": {"open-webui": {"ports": {"http": {"port": 8080, "var": "open_webui_port"}}}},
+        "routes": [{"path": "/", "service": "open-webui", "port": "http"}],
+        "flows": [{"from": "traefik", "port": "open-webui.http"}],
+        "calls": ["litellm:litellm.http", "qdrant:qdrant.http", "tracing:phoenix.otlp-grpc"],
+        "volumes": ["open_webui_backup_tier"],
+    },
+    "observability": {
+        "default": True, "tags": ["monitoring", "observability"], "gpu_backend": False, "role": "monitoring",
+        "services": {
+            # kube-prometheus-stack's own Services: the chart fixes these ports.
+            "grafana": {"name": "kube-prometheus-stack-grafana", "namespace": "monitoring",
+                        "ports": {"http": {"port": 80, "var": None}}},
+            "prometheus": {"name": "kube-prometheus-stack-prometheus", "namespace": "monitoring",
+                           "ports": {"http": {"port": 9090, "var": None}}},
+        },
+        "routes": [{"path": "/grafana", "service": "grafana", "port": "http"},
+                   {"path": "/prometheus", "service": "prometheus", "port": "http"}],
+        "volumes": ["monitoring_backup_tier"],
+    },
+    "ingress": {"default": True, "tags": ["ingress"], "gpu_backend": False, "services": {}},
+    "network_policy": {"default": True, "tags": ["network_policy"], "gpu_backend": False, "services": {}},
+    "tracing": {
+        "default": False, "tags": ["phoenix", "tracing"], "gpu_backend": False, "role": "phoenix",
+        "services": {"phoenix": {"ports": {"http": {"port": 6006, "var": "phoenix_port"},
+                                           "otlp-grpc": {"port": 4317, "var": "phoenix_grpc_port"},
+                                           "metrics": {"port": 9090, "var": "phoenix_metrics_port"}}}},
+        "routes": [{"path": "/phoenix", "service": "phoenix", "port": "http"}],
+        "flows": [{"from": "litellm", "port": "phoenix.otlp-grpc"}, {"from": "litellm", "port": "phoenix.http"},
+                  {"from": "open_webui", "port": "phoenix.otlp-grpc"}, {"from": "open_webui", "port": "phoenix.http"},
+                  {"from": "traefik", "port": "phoenix.http"}, {"from": "prometheus", "port": "phoenix.metrics"}],
+        "scrape": [{"service": "phoenix", "port": "metrics", "path": "/metrics"}],
+        "volumes": ["phoenix_backup_tier"],
+    },
+}
+
+
+def defaults():
+    """Component -> its on/off default (what gpu_lab_components overrides)."""
+    return dict((name, bool(entry["default"])) for name, entry in REGISTRY.items())
+
+
+def port_variables():
+    """The inventory variables that override a port, each -> (component, service, port name)."""
+    out = {}
+    for component, entry in REGISTRY.items():
+        for service, spec in entry.get("services", {}).items():
+            for port_name, port in spec["ports"].items():
+                if port["var"]:
+                    out[port["var"]] = (component, service, port_name)
+    return out
+
+
+def _port_number(value):
+    try:
+        number = None if isinstance(value, bool) else int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return number if 0 < number < 65536 and str(number) == str(value).strip() else None
+
+
+def registry_errors(overrides, registry=None):
+    """Problems of the port overrides (variable -> value; None or "" = not set) and of the registry itself:
+    unknown variables, port numbers outside 1-65535, two ports of one Service on one number, a flow or a call
+    naming a Service port or component that does not exist. A list of sentences, [] when fine."""
+    registry = REGISTRY if registry is None else registry
+    errors = []
+    known = port_variables() if registry is REGISTRY else {}
+    for var, value in sorted((overrides or {}).items()):
+        if value in (None, ""):
+            continue
+        if registry is REGISTRY and var not in known:
+            errors.append("%s: not a port of the component registry; ports: %s" % (var, ", ".join(sorted(known))))
+        elif _port_number(value) is None:
+            errors.append("%s: %r is not a port number 1-65535" % (var, value))
+    view = resolve(overrides, registry=registry, strict=False)
+    for component, entry in sorted(view["components"].items()):
+        for service, spec in sorted(entry["services"].items()):
+            seen = {}
+            for port_name, number in sorted(spec["ports"].items()):
+                if number in seen:
+                    errors.append("%s: Service %s has ports %s and %s both on %s; give each its own number (%s)" % (
+                        component, spec["name"], seen[number], port_name, number,
+                        ", ".join(registry[component]["services"][service]["ports"][p]["var"] or p
+                                  for p in (seen[number], port_name))))
+                seen[number] = port_name
+        refs = [f["port"] for f in entry["flows"]] + [r["service"] + "." + r["port"] for r in entry["routes"]]
+        refs += [s["service"] + "." + s["port"] for s in entry["scrape"]]
+        for ref in refs:
+            service, _sep, port_name = ref.partition(".")
+            if port_name not in entry["services"].get(service, {}).get("ports", {}):
+                errors.append("%s: '%s' names no port of the component's Services" % (component, ref))
+        for flow in entry["flows"]:
+            if flow["from"] not in registry and flow["from"] not in PEERS:
+                errors.append("%s: flow from '%s', which is neither a component nor a peer (%s)"
+                              % (component, flow["from"], ", ".join(PEERS)))
+        for call in registry[component].get("calls", []):
+            target, _sep, ref = call.partition(":")
+            if target in PEERS and not ref:
+                continue
+            service, _sep, port_name = ref.partition(".")
+            if target not in registry or port_name not in view["components"][target]["services"].get(service, {}).get(
+                    "ports", {}):
+                errors.append("%s: calls '%s', which is no component's Service port" % (component, call))
+    return errors
+
+
+def resolve(overrides=None, enabled=None, namespace="ai-lab", monitoring_namespace="monitoring", registry=None,
+            strict=True):
+    """The resolved view: the registry with the overrides applied, every port an int, each Service with its
+    namespace, in-cluster URLs per port, and whether each component is enabled (``enabled``: the list of enabled
+    components; None = the registry's defaults). Raises ValueError on a bad override when ``strict``.
+
+    Returns {namespace, monitoring_namespace, defaults: {component: on/off}, ports: {variable: number}, components: {name: {enabled, tags,
+    gpu_backend, role, services: {service: {name, namespace, ports: {port name: number}, urls: {port name: url}}},
+    routes, flows, calls, scrape, volumes}}}."""
+    registry = REGISTRY if registry is None else registry
+    overrides = dict(overrides or {})
+    if enabled is None:
+        enabled = [name for name, entry in registry.items() if entry["default"]]
+    namespaces = {"lab": namespace, "monitoring": monitoring_namespace}
+    view = {"namespace": namespace, "monitoring_namespace": monitoring_namespace, "ports": {}, "components": {},
+            "defaults": defaults() if registry is REGISTRY else {}}
+    for component, entry in registry.items():
+        services = {}
+        for service, spec in entry.get("services", {}).items():
+            svc_ns = namespaces[spec.get("namespace", "lab")]
+            ports, urls = {}, {}
+            for port_name, port in spec["ports"].items():
+                value = overrides.get(port["var"]) if port["var"] else None
+                if value in (None, ""):
+                    number = int(port["port"])
+                else:
+                    number = _port_number(value)
+                    if number is None:
+                        if strict:
+                            raise ValueError("%s: %r is not a port number 1-65535" % (port["var"], value))
+                        number = value
+                ports[port_name] = number
+                urls[port_name] = "http://%s.%s.svc.cluster.local:%s" % (spec.get("name", service), svc_ns, number)
+                if port["var"]:
+                    view["ports"][port["var"]] = number
+            services[service] = {"name": spec.get("name", service), "namespace": svc_ns, "ports": ports, "urls": urls}
+        view["components"][component] = {
+            "enabled": component in enabled, "tags": list(entry["tags"]), "gpu_backend": bool(entry["gpu_backend"]),
+            "role": entry.get("role", component), "services": services,
+            "routes": copy.deepcopy(entry.get("routes", [])), "flows": copy.deepcopy(entry.get("flows", [])),
+            "calls": list(entry.get("calls", [])), "scrape": copy.deepcopy(entry.get("scrape", [])),
+            "volumes": list(entry.get("volumes", []))}
+    return view
+
+
+def port(view, component, service, port_name="http"):
+    """The resolved number of ``service``'s port ``port_name`` of ``component``."""
+    return view["components"][component]["services"][service]["ports"][port_name]
+
+
+def gateway_api_bases(view):
+    """The gateway's in-cluster api_base of each GPU backend: {vllm_api_base, ollama_api_base} (vLLM's
+    OpenAI API under /v1; Ollama's native API at the root, as LiteLLM's ollama provider calls it)."""
+    return {"vllm_api_base": view["components"]["vllm"]["services"]["vllm"]["urls"]["http"] + "/v1",
+            "ollama_api_base": view["components"]["ollama"]["services"]["ollama"]["urls"]["http"]}

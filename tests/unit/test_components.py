@@ -1,0 +1,74 @@
+"""The component registry (plugins/module_utils/components.py): the resolved view follows every port override,
+the gateway's api_base of each GPU backend and the catalog's default come from it, and the early check's
+registry rule finds every problem at once. Plain Python, no Ansible."""
+
+import pytest
+
+from ansible_collections.ailab.gpu_lab.plugins.module_utils import catalog, components
+
+SHA = "0" * 40
+PORTS = components.port_variables()
+
+
+def test_the_registry_is_consistent_and_lists_the_deploy_components():
+    assert components.registry_errors({}) == []
+    assert components.registry_errors({"qdrant_http_port": 6400}) == [
+        "qdrant_http_port: not a port of the component registry; ports: litellm_port, ollama_port, open_webui_port, "
+        "phoenix_grpc_port, phoenix_metrics_port, phoenix_port, vllm_port"]
+    assert list(components.defaults()) == ["gpu_runtime", "qdrant", "litellm", "ollama", "vllm", "open_webui",
+                                           "observability", "ingress", "network_policy", "tracing"]
+    assert [c for c, on in components.defaults().items() if not on] == ["tracing"]
+    assert sorted(PORTS) == ["litellm_port", "ollama_port", "open_webui_port", "phoenix_grpc_port",
+                             "phoenix_metrics_port", "phoenix_port", "vllm_port"]
+
+
+@pytest.mark.parametrize("var", sorted(PORTS))
+def test_each_port_override_reaches_its_service_and_url(var):
+    component, service, port_name = PORTS[var]
+    default = components.resolve()["components"][component]["services"][service]["ports"][port_name]
+    view = components.resolve({var: str(default + 17)}, namespace="lab2")
+    svc = view["components"][component]["services"][service]
+    assert svc["ports"][port_name] == default + 17 == view["ports"][var]
+    assert svc["urls"][port_name] == "http://%s.lab2.svc.cluster.local:%d" % (svc["name"], default + 17)
+    others = dict((v, p) for v, p in components.resolve()["ports"].items() if v != var)
+    assert dict((v, p) for v, p in view["ports"].items() if v != var) == others
+
+
+def test_gateway_api_bases_follow_the_backend_ports_and_the_catalog_default_is_the_registry():
+    view = components.resolve({"vllm_port": 8001, "ollama_port": "11435"}, namespace="x")
+    assert components.gateway_api_bases(view) == {"vllm_api_base": "http://vllm.x.svc.cluster.local:8001/v1",
+                                                  "ollama_api_base": "http://ollama.x.svc.cluster.local:11435"}
+    models = [{"name": "q", "backend": "vllm", "source": "Qwen/Q", "revision": SHA},
+              {"name": "o", "backend": "ollama", "source": "llama3.1:8b"},
+              {"name": "own", "backend": "vllm", "source": "a/b", "revision": SHA, "api_base": "http://box:9000/v1"}]
+    bases = [m["litellm_params"]["api_base"] for m in catalog.litellm_model_list(models, namespace="x",
+                                                                                 **components.gateway_api_bases(view))]
+    assert bases == ["http://vllm.x.svc.cluster.local:8001/v1", "http://ollama.x.svc.cluster.local:11435",
+                     "http://box:9000/v1"]   # the catalog entry's own api_base still wins
+    default = components.gateway_api_bases(components.resolve(namespace="x"))
+    assert [m["litellm_params"]["api_base"] for m in catalog.litellm_model_list(models[:2], namespace="x")] == [
+        default["vllm_api_base"], default["ollama_api_base"]]
+
+
+def test_registry_errors_reports_every_problem():
+    errors = components.registry_errors({"vllm_port": 0, "ollama_port": "x", "phoenix_port": 4317,
+                                         "phoenix_grpc_port": "4317", "nope_port": 1, "litellm_port": None})
+    assert len(errors) == 4, errors
+    assert "vllm_port: 0 is not a port number 1-65535" in errors
+    assert any(e.startswith("nope_port: not a port of the component registry") for e in errors)
+    assert any("Service phoenix has ports http and otlp-grpc both on 4317" in e or
+               "Service phoenix has ports otlp-grpc and http both on 4317" in e for e in errors), errors
+    with pytest.raises(ValueError, match="ollama_port"):
+        components.resolve({"ollama_port": "x"})
+
+
+def test_registry_errors_finds_dangling_references_in_a_registry():
+    broken = {"a": {"default": True, "tags": ["a"], "gpu_backend": False,
+                    "services": {"a": {"ports": {"http": {"port": 1, "var": None}}}},
+                    "flows": [{"from": "ghost", "port": "a.http"}, {"from": "a", "port": "a.grpc"}],
+                    "calls": ["b:b.http"], "routes": [{"path": "/", "service": "c", "port": "http"}]}}
+    errors = components.registry_errors({}, registry=broken)
+    assert errors == ["a: 'a.grpc' names no port of the component's Services",
+                      "a: 'c.http' names no port of the component's Services",
+                      "a: flow from 'ghost', which is neither a component nor a peer (traefik, prometheus, internet, dns)",
+                      "a: calls 'b:b.http', which is no component's Service port"]
