@@ -23,6 +23,10 @@ What stands in for k3s (see docs/testing.md):
 
 Use: ``ControlPlane(directory).start()`` (pytest fixtures in tests/conftest.py), or
 ``python -m tests.support.servers start k8s --dir DIR`` (molecule, by hand) -> DIR/kubeconfig.
+
+Opt-in, for the few tests that need the REAL kubelet: ``add_hollow_gpu_node(name, directory)`` adds a
+node run by kubemark's hollow kubelet with the kubelet's real device manager, a fake CRI runtime and a fake
+NVIDIA device plugin (tests/support/hollow_node.py); nothing of it runs unless a test asks.
 """
 
 from __future__ import annotations
@@ -194,6 +198,7 @@ class ControlPlane:
         self._addons = []
         self._bin = None
         self._client = None
+        self._hollow = []
 
     # -- processes --
     def _spawn(self, name, argv):
@@ -386,7 +391,20 @@ class ControlPlane:
         except ProcessLookupError:
             pass
 
+    def add_hollow_gpu_node(self, name, directory, **kwargs):
+        """Opt-in: start an extra GPU node ``name`` run by the REAL kubelet (tests/support/hollow_node.py
+        ``HollowGPUNode``; ``gpus``, ``resource``, ``labels``), its files in ``directory`` (the test's tmp dir).
+        The caller stops it (``node.stop()``: processes ended, Node deleted); ``stop()`` of the control plane
+        stops any left."""
+        from tests.support.hollow_node import HollowGPUNode  # pylint: disable=import-outside-toplevel
+        node = HollowGPUNode(self, name, directory, **kwargs)
+        self._hollow.append(node)
+        return node.start()
+
     def stop(self):
+        for node in self._hollow:
+            node.stop()
+        self._hollow = []
         self._stop.set()
         for name in ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
             self._terminate(name)
