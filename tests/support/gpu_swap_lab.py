@@ -49,8 +49,9 @@ def labels(name):
             "app.kubernetes.io/component": "gpu-backend"}
 
 
-def gpu_backend(name, namespace, replicas, args=None, model=None, pod_annotations=None, strategy="Recreate"):
-    """A GPU backend Deployment as the deploy roles make it (the parts the swap depends on)."""
+def gpu_backend(name, namespace, replicas, args=None, model=None, pod_annotations=None, strategy="Recreate", node=None):
+    """A GPU backend Deployment as the deploy roles make it (the parts the swap depends on); ``node``: pinned to
+    that node by hostname, as gpu_swap pins it on a cluster of several GPU nodes."""
     container = {"name": name, "image": f"example.invalid/{name}:test",
                  "ports": [{"name": "http", "containerPort": 8000 if name == "vllm" else 11434}],
                  "resources": {"limits": {"nvidia.com/gpu": 1}}}
@@ -61,12 +62,15 @@ def gpu_backend(name, namespace, replicas, args=None, model=None, pod_annotation
     if model is not None:
         meta["annotations"] = {"ailab.gpu-lab/model": model}
         template_meta["annotations"]["ailab.gpu-lab/model"] = model
+    selector = {"nvidia.com/gpu.present": "true"}
+    if node:
+        selector["kubernetes.io/hostname"] = node
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
             "spec": {"replicas": replicas, "strategy": {"type": strategy},
                      "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
                      "template": {"metadata": template_meta,
                                   "spec": {"runtimeClassName": "nvidia-cdi", "enableServiceLinks": False,
-                                           "nodeSelector": {"nvidia.com/gpu.present": "true"},
+                                           "nodeSelector": selector,
                                            "terminationGracePeriodSeconds": 30, "containers": [container]}}}}
 
 
@@ -174,7 +178,9 @@ class Lab:
     """One test's lab: both GPU backends in ``kube.namespace``, an inventory, the playbook runner."""
 
     def __init__(self, kube, workdir, owner="ollama", model="qwen2.5-7b", models=None, routes=None,
-                 pod_annotations=None, record=True, strategy="Recreate"):
+                 pod_annotations=None, record=True, strategy="Recreate", node=None):
+        """``node``: the GPU backends pinned to that node (e.g. a hollow GPU node, tests/support/hollow_node.py)
+        and recorded as the owner's node; default: any node labelled nvidia.com/gpu.present, recorded gpu-box."""
         catalog = load_example_catalog()
         self.kube = kube
         self.ns = kube.namespace
@@ -186,6 +192,7 @@ class Lab:
         self.pod_annotations = pod_annotations or {}
         self.record = record
         self.strategy = strategy
+        self.node = node
         self.smi = self._write_smi()
         self.vars = {}
 
@@ -194,14 +201,16 @@ class Lab:
         vllm_model = self.model or next(m["name"] for m in self.models if m["backend"] == "vllm")
         objs = [
             gpu_backend("ollama", self.ns, 1 if self.owner == "ollama" else 0,
-                        pod_annotations=self.pod_annotations.get("ollama"), strategy=self.strategy),
+                        pod_annotations=self.pod_annotations.get("ollama"), strategy=self.strategy, node=self.node),
             gpu_backend("vllm", self.ns, 1 if self.owner == "vllm" else 0, args=vllm_args(self.models, vllm_model),
-                        model=vllm_model, pod_annotations=self.pod_annotations.get("vllm"), strategy=self.strategy),
+                        model=vllm_model, pod_annotations=self.pod_annotations.get("vllm"), strategy=self.strategy,
+                        node=self.node),
             service("ollama", self.ns, 11434), service("vllm", self.ns, 8000), service("litellm", self.ns, 4000),
         ]
         if self.record:
             objs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "gpu-lab-state", "namespace": self.ns},
-                         "data": {"owner": self.owner, "model": self.model if self.owner == "vllm" else "", "node": "gpu-box"}})
+                         "data": {"owner": self.owner, "model": self.model if self.owner == "vllm" else "",
+                                  "node": self.node or "gpu-box"}})
         return objs
 
     def setup(self):
