@@ -15,7 +15,13 @@ options:
   kubeconfig:
     description:
       - Path to the kubeconfig file. The provision playbook writes it to C(~/.kube/gpu_lab/<inventory_hostname>.yaml).
-      - When neither O(kubeconfig) nor O(host) is given, C($KUBECONFIG) or C(~/.kube/config) is used.
+      - When neither O(kubeconfig) nor O(host) is given, the pod's ServiceAccount is used if the module runs in a pod
+        (C(/var/run/secrets/kubernetes.io/serviceaccount) and E(KUBERNETES_SERVICE_HOST)), else C($KUBECONFIG) or
+        C(~/.kube/config).
+      - A kubeconfig with a server, a CA and a client certificate or token (what k3s writes) is spoken without the
+        kubernetes Python library; any other (exec plugins, auth providers) or the O(host), O(api_key), O(ca_cert) and
+        O(validate_certs) overrides need it.
+      - Set all of these once per play with C(module_defaults) for C(group/ailab.gpu_lab.kubernetes).
       - Can also be set with the E(K8S_AUTH_KUBECONFIG) environment variable, as for kubernetes.core.
     type: path
   context:
@@ -45,6 +51,13 @@ options:
       - Can also be set with E(K8S_AUTH_SSL_CA_CERT).
     type: path
     aliases: [ssl_ca_cert]
+  api_retry_timeout:
+    description:
+      - Seconds a transient API error (connection refused, 5xx, 429, as while an API server restarts) is retried before the
+        module fails; any other error (401, 403, 404, 409, 422) fails at once.
+    type: int
+    default: 30
 requirements:
-  - kubernetes (Python library) >= 24.2.0
+  - kubernetes (Python library) >= 24.2.0, only for kubeconfigs beyond certificates and tokens or the O(host),
+    O(api_key), O(ca_cert) and O(validate_certs) options
 """

@@ -31,25 +31,12 @@ import datetime
 import json
 import os
 import socket
-import ssl
-import tempfile
 import time
 import uuid
 
-try:
-    from http import client as http_client
-    from urllib.parse import urlencode, urlsplit
-except ImportError:  # pragma: no cover - Python 2 is not supported by this collection
-    http_client = None
-
-try:
-    import yaml
-except ImportError:  # pragma: no cover - PyYAML comes with ansible-core
-    yaml = None
-
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import catalog as cat
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import gpu_capacity as cap
-from ansible_collections.ailab.gpu_lab.plugins.module_utils import kube
+from ansible_collections.ailab.gpu_lab.plugins.module_utils import kube_client as kc
 
 
 STATE_CONFIGMAP = "gpu-lab-state"
@@ -93,7 +80,6 @@ TERMINAL_PHASES = ("Failed", "Succeeded")
 READY_MARGIN = 120
 DEFAULT_READY_TIMEOUT = 900
 MODEL_ANNOTATION = "ailab.gpu-lab/model"
-_TRANSIENT = (0, 429, 500, 502, 503, 504)
 _NS = "/api/v1/namespaces/{namespace}"
 _APPS = "/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
 _LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
@@ -116,7 +102,6 @@ _ROUTES = {
     "create_namespaced_lease": ("POST", _LEASES),
     "replace_namespaced_lease": ("PUT", _LEASES + "/{name}"),
 }
-_QUERY = {"label_selector": "labelSelector", "field_selector": "fieldSelector"}
 # Least privilege, derived from _ROUTES (the only requests the swap makes): route -> (API group, resource, verb,
 # cluster-wide). roles/gpu_swap/tasks/rbac.yml applies what rbac_rules() makes of it; a unit test checks every
 # route has its rule.
@@ -296,14 +281,14 @@ def pod_failure(pod):
         restarts = cs.get("restartCount") or 0
         detail = ""
         if ended:
-            detail = "; last exit %s (%s)%s" % (ended.get("exitCode"), ended.get("reason") or "no reason",
-                                                 ": %s" % ended["message"].strip()[-300:] if ended.get("message") else "")
+            message = ": %s" % ended["message"].strip()[-300:] if ended.get("message") else ""
+            detail = "; last exit %s (%s)%s" % (ended.get("exitCode"), ended.get("reason") or "no reason", message)
         if ended.get("reason") == "OOMKilled":
             return "container %s of pod %s was OOM-killed (the memory limit is too low for the model)%s" % (
                 cs.get("name"), name, detail)
         if waiting.get("reason") in FAIL_FAST_WAITING:
-            return "container %s of pod %s: %s: %s%s" % (cs.get("name"), name, waiting["reason"],
-                                                        (waiting.get("message") or "no message").strip()[-300:], detail)
+            message = (waiting.get("message") or "no message").strip()[-300:]
+            return "container %s of pod %s: %s: %s%s" % (cs.get("name"), name, waiting["reason"], message, detail)
         if restarts > 0:
             return "container %s of pod %s restarted %d time(s) while loading (a crash, or its startup probe ran out)%s" % (
                 cs.get("name"), name, restarts, detail)
@@ -401,8 +386,8 @@ def gpu_claimants(pods, node, resource, is_lab_backend):
         if bound == name:
             found.append(("%s/%s holds %s on %s" % (meta.get("namespace"), meta.get("name"), resource, name), amount))
         elif not bound and pod_fits_node(pod, node):
-            found.append(("%s/%s is Pending for %s and fits node %s" % (meta.get("namespace"), meta.get("name"),
-                                                                         resource, name), amount))
+            found.append(("%s/%s is Pending for %s and fits node %s"
+                          % (meta.get("namespace"), meta.get("name"), resource, name), amount))
     return found
 
 
@@ -594,160 +579,40 @@ def holder_identity():
 
 
 # ---------------------------------------------------------------- cluster access
-class ApiStatus(Exception):
-    """An HTTP error answer of the API server (``status``, ``reason``, ``body``), like ApiException."""
-
-    def __init__(self, status, reason, body):
-        super(ApiStatus, self).__init__("(%s) %s" % (status, reason))
-        self.status, self.reason, self.body = status, reason, body
-
-
-class _Unsupported(Exception):
-    """A kubeconfig the light transport does not speak (exec plugin, auth provider, ...)."""
-
-
-class LightTransport(object):
-    """HTTP(S) to the API server with what a k3s kubeconfig holds: server, CA, client certificate or token.
-
-    Every swap step is a new process; importing the kubernetes library costs seconds of it on a
-    busy small machine, so the common kubeconfigs are spoken directly (stdlib ``http.client`` +
-    ``ssl``). Anything else (exec plugins, auth providers, basic auth, ``tls-server-name``, or the
-    module's ``host``/``api_key``/``ca_cert``/``validate_certs`` overrides) uses ``LibraryTransport``.
-    """
-
-    def __init__(self, path, context=None, timeout=15):
-        if yaml is None or http_client is None:
-            raise _Unsupported("PyYAML missing")
-        with open(path) as handle:
-            config = yaml.safe_load(handle) or {}
-
-        def named(kind, name):
-            for item in config.get(kind) or []:
-                if item.get("name") == name:
-                    return item.get(kind[:-1]) or {}
-            raise _Unsupported("%s %r not in the kubeconfig" % (kind[:-1], name))
-        ctx = named("contexts", context or config.get("current-context"))
-        cluster, user = named("clusters", ctx.get("cluster")), named("users", ctx.get("user"))
-        if set(user) - set(["client-certificate-data", "client-key-data", "client-certificate", "client-key", "token"]) \
-                or set(cluster) - set(["server", "certificate-authority-data", "certificate-authority",
-                                       "insecure-skip-tls-verify"]):
-            raise _Unsupported("kubeconfig options beyond certificates and tokens")
-        url = urlsplit(cluster["server"])
-        self.host = cluster["server"]
-        self.scheme, self.netloc = url.scheme, url.netloc
-        self.prefix = url.path.rstrip("/")
-        self.timeout = timeout
-        self.headers = {"Authorization": "Bearer %s" % user["token"]} if user.get("token") else {}
-        self.context = None
-        if self.scheme == "https":
-            self.context = self._ssl(cluster, user)
-        self.conn = None
-
-    @staticmethod
-    def _ssl(cluster, user):
-        context = ssl.create_default_context()
-        if cluster.get("insecure-skip-tls-verify"):
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        elif cluster.get("certificate-authority-data"):
-            context.load_verify_locations(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode("ascii"))
-        elif cluster.get("certificate-authority"):
-            context.load_verify_locations(cafile=os.path.expanduser(cluster["certificate-authority"]))
-        if user.get("client-certificate-data") and user.get("client-key-data"):
-            directory = tempfile.mkdtemp(prefix="gpu_swap-")  # mode 0700: the key never leaves it readable
-            cert, key = os.path.join(directory, "cert"), os.path.join(directory, "key")
-            try:
-                for name, field in ((cert, "client-certificate-data"), (key, "client-key-data")):
-                    with os.fdopen(os.open(name, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as handle:
-                        handle.write(base64.b64decode(user[field]))
-                context.load_cert_chain(cert, key)
-            finally:
-                for name in (cert, key):
-                    if os.path.exists(name):
-                        os.unlink(name)
-                os.rmdir(directory)
-        elif user.get("client-certificate") and user.get("client-key"):
-            context.load_cert_chain(os.path.expanduser(user["client-certificate"]), os.path.expanduser(user["client-key"]))
-        return context
-
-    def request(self, verb, path, query, headers, body):
-        """Return (status, reason, bytes); connection problems raise OSError / HTTPException."""
-        target = self.prefix + path + ("?" + urlencode(query) if query else "")
-        data = json.dumps(body).encode("utf-8") if body is not None else None
-        hdrs = dict(self.headers)
-        hdrs.update(headers)
-        if self.conn is None:
-            if self.scheme == "https":
-                self.conn = http_client.HTTPSConnection(self.netloc, timeout=self.timeout, context=self.context)
-            else:
-                self.conn = http_client.HTTPConnection(self.netloc, timeout=self.timeout)
-        try:
-            self.conn.request(verb, target, body=data, headers=hdrs)
-            resp = self.conn.getresponse()
-            return resp.status, resp.reason, resp.read()
-        except Exception:
-            self.conn.close()
-            self.conn = None
-            raise
-
-
-class LibraryTransport(object):
-    """The same requests through the kubernetes library's ApiClient (every kubeconfig it supports)."""
-
-    def __init__(self, params):
-        self.client = kube.api_client(params)
-        self.host = self.client.configuration.host
-
-    def request(self, verb, path, query, headers, body):
-        try:
-            request = self.client.param_serialize(method=verb, resource_path=path, query_params=query,
-                                                  header_params=headers, body=body, auth_settings=["BearerToken"])
-            resp = self.client.call_api(*request, _request_timeout=15)
-            return resp.status, resp.reason, resp.read()
-        except kube.ApiException as exc:  # status 0: the library's word for a connection problem
-            if not getattr(exc, "status", 0):
-                raise ConnectionError(str(exc))
-            raise ApiStatus(exc.status, exc.reason, exc.body)
-        except kube.Urllib3HTTPError as exc:
-            raise ConnectionError(str(exc))
+# The client (transports, in-cluster auth, retries) is kube_client's, shared with every module and the in-cluster
+# swap service; these names stay for callers of this module.
+ApiStatus = kc.ApiStatus
+LightTransport = kc.LightTransport
+LibraryTransport = kc.LibraryTransport
 
 
 def transport(params):
-    """The light transport for a plain kubeconfig, else the kubernetes library's."""
-    if params.get("kubeconfig") and not any(params.get(k) for k in ("host", "api_key", "ca_cert")) \
-            and params.get("validate_certs") is None:
-        path = os.path.expanduser(params["kubeconfig"])
-        if not os.path.exists(path):
-            raise SwapError("kubeconfig %s does not exist. Pass kubeconfig= (or K8S_AUTH_KUBECONFIG) pointing at the file "
-                            "that the provision playbook fetched (default ~/.kube/gpu_lab/<host>.yaml)." % path)
-        try:
-            return LightTransport(path, params.get("context"))
-        except (_Unsupported, KeyError, TypeError, ValueError, AttributeError):
-            pass
-    if not kube.HAS_KUBERNETES:
-        raise SwapError("the kubernetes Python library is needed for this kubeconfig (pip install kubernetes)")
+    """How the swap reaches the API server (``kube_client.transport``), its errors as ``SwapError``."""
     try:
-        return LibraryTransport(params)
-    except kube.KubeError as exc:
+        return kc.transport(params)
+    except kc.KubeError as exc:
         raise SwapError(str(exc))
 
 
 class Cluster(object):
-    """Reads and writes of the swap, with transient API errors retried for ``retry_timeout`` seconds.
+    """Reads and writes of the swap, through ``kube_client.Client`` restricted to ``_ROUTES``.
 
-    A restarted or briefly unreachable API server (connection refused, 5xx, 429) is waited
-    for; anything else (403, 404, 409, 422: an admission policy, a missing object, a conflict)
-    is raised at once as ``SwapError`` with a sentence naming the object.
+    Transient API errors (connection refused, 5xx, 429: a restarted API server) are retried for
+    ``retry_timeout`` seconds; anything else (403, 404, 409, 422: an admission policy, a missing
+    object, a conflict) is raised at once as ``SwapError`` with a sentence naming the object.
     """
 
     def __init__(self, http, namespace, retry_timeout=30.0, clock=time.monotonic, sleep=time.sleep):
+        self.client = kc.Client(http, _ROUTES, namespace=namespace, retry_timeout=retry_timeout, clock=clock,
+                                sleep=sleep)
         self.http = http
         self.host = http.host
         self.namespace = namespace
         self.retry_timeout = retry_timeout
-        self.clock = clock
-        self.sleep = sleep
-        self.api_retries = 0
+
+    @property
+    def api_retries(self):
+        return self.client.api_retries
 
     def call(self, api, method, action, missing_ok=False, conflict_ok=False, content_type=None, **kwargs):
         """One API request by route name (``_ROUTES``); returns the JSON answer as dicts.
@@ -755,36 +620,11 @@ class Cluster(object):
         ``api`` is the typed API class name the route belongs to in the kubernetes library (kept so
         that gpu_capacity's listing callback can be served); the request goes to the raw path.
         """
-        verb, path = _ROUTES[method]
-        path = path.format(namespace=kwargs.pop("namespace", self.namespace), name=kwargs.pop("name", ""))
-        body = kwargs.pop("body", None)
-        query = [(_QUERY[k], v) for k, v in sorted(kwargs.items()) if k in _QUERY and v is not None]
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = content_type or "application/json"
-        deadline = self.clock() + self.retry_timeout
-        delay = 0.2
-        while True:
-            try:
-                status, reason, raw = self.http.request(verb, path, query, headers, body)
-                if status < 400:
-                    return json.loads(raw or b"{}")
-                raise ApiStatus(status, reason, raw.decode("utf-8", "replace"))
-            except ApiStatus as exc:
-                if exc.status == 404 and missing_ok:
-                    return None
-                if exc.status == 409 and conflict_ok:
-                    return "conflict"
-                if exc.status not in _TRANSIENT or self.clock() >= deadline:
-                    raise SwapError(kube.describe_status(exc.status, exc.reason, exc.body, self.host, action))
-            except (OSError, http_client.HTTPException) as exc:
-                if self.clock() >= deadline:
-                    raise SwapError("Kubernetes API at %s is unreachable while trying to %s (%s, retried for %ss). Is the "
-                                    "cluster up, and is the kubeconfig's server reachable from here (over the tailnet)?"
-                                    % (self.host, action, exc.__class__.__name__, self.retry_timeout))
-            self.api_retries += 1
-            self.sleep(delay)
-            delay = min(delay * 2, 2.0)
+        try:
+            return self.client.call(method, action, missing_ok=missing_ok, conflict_ok=conflict_ok,
+                                    content_type=content_type, **kwargs)
+        except kc.KubeError as exc:
+            raise SwapError(str(exc))
 
     # -- the state ConfigMap
     def state(self):
@@ -1104,7 +944,7 @@ class Swap(object):
                                    "load budget, if the model only needs longer to load)"
                                    % (self.k.namespace, name, describe_pods(seen["pods"])))
         if seen["failure"]:
-            pod, failure = seen["failure"]
+            pod, failure = seen["failure"]  # pylint: disable=unpacking-non-sequence
             events = ["%s: %s" % (e.get("reason"), (e.get("message") or "").strip()[:200])
                       for e in self.k.events(pod["metadata"]["name"]) if e.get("type") == "Warning"][-3:]
             raise SwapError("Deployment %s/%s will not become Ready: %s%s (after %.1f s of waiting)"
@@ -1321,8 +1161,8 @@ class Swap(object):
         alias = probe_alias(self.models, target, self.p.get("probe_alias"))
         lines = {
             "pull": [],  # ran already: the role pulls the weights before begin (gpu_swap_vllm_pull)
-            "begin": ["record the intent %s -> %s and take Lease %s" % (target_name(current), target_name(target),
-                                                                       LEASE_NAME)],
+            "begin": ["record the intent %s -> %s and take Lease %s"
+                      % (target_name(current), target_name(target), LEASE_NAME)],
             "unload": ["unload Ollama's models (keep_alive: 0)"] if current["owner"] == "ollama" else [],
             "stop": ["scale Deployment %s to 0 and wait until its pods are deleted" % self.deployments[owner]
                      for owner in BACKENDS if owner != target["owner"]],

@@ -141,10 +141,6 @@ options:
     description: Seconds between two looks at a condition.
     type: float
     default: 0.5
-  api_retry_timeout:
-    description: Seconds a transient API error (connection refused, 5xx, 429) is retried before the step fails.
-    type: int
-    default: 30
   verify_gateway:
     description:
       - V(start) sends a request through the gateway to the target's alias before committing; V(begin) fails before any
@@ -281,7 +277,6 @@ def main():
         ready_timeout=dict(type="int", default=0),
         unload_error=dict(type="str"),
         poll_interval=dict(type="float", default=0.5),
-        api_retry_timeout=dict(type="int", default=30),
         verify_gateway=dict(type="bool", default=True),
         gateway_url=dict(type="str"),
         gateway_api_key=dict(type="str", no_log=True),
