@@ -22,6 +22,14 @@ NVSMI_GPU_ARGS = ["--query-gpu=" + ",".join(_NVSMI_GPU_FIELDS), "--format=csv,no
 NVSMI_APP_ARGS = ["--query-compute-apps=" + ",".join(_NVSMI_APP_FIELDS), "--format=csv,noheader,nounits"]
 
 
+# The requests collect() makes (kube_client route name -> verb, raw path); gpu_swap's _ROUTES holds them too.
+ROUTES = {
+    "list_node": ("GET", "/api/v1/nodes"),
+    "list_pod_for_all_namespaces": ("GET", "/api/v1/pods"),
+    "list_replica_set_for_all_namespaces": ("GET", "/apis/apps/v1/replicasets"),
+}
+
+
 class CapacityError(Exception):
     """A finding that fails the task, worded for the operator."""
 
@@ -321,7 +329,7 @@ def check_host_free(host, require_mib):
 def collect(params, kube_list=None, run_command=None, sleep=time.sleep, clock=time.monotonic):
     """Gather the report; with ``wait_timeout`` poll until the requirements hold.
 
-    ``kube_list(api, method, action, **kwargs)`` returns API JSON (``kube.call_json``);
+    ``kube_list(api, method, action, **kwargs)`` returns API JSON (``kube_client.Client.kube_list``);
     ``run_command(argv)`` returns (rc, out, err).
     Returns ``(report, failure_message_or_None)``.
     """

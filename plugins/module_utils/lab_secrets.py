@@ -25,20 +25,7 @@ __metaclass__ = type
 import base64
 
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import dotenv_secrets as ds
-from ansible_collections.ailab.gpu_lab.plugins.module_utils.kube import (
-    HAS_KUBERNETES,
-    KUBERNETES_IMPORT_ERROR,
-    ApiException,
-    KubeError,
-    Urllib3HTTPError,
-    api_client,
-    describe_api_error,
-)
-
-try:
-    from kubernetes import client as k8s_client
-except ImportError:  # pragma: no cover - HAS_KUBERNETES covers it
-    k8s_client = None
+from ansible_collections.ailab.gpu_lab.plugins.module_utils import kube_client as kc
 
 MANAGED_BY = "ailab.gpu_lab"
 PART_OF = "gpu-lab"
@@ -46,6 +33,14 @@ REDACTED = "<redacted>"
 REDACTED_CHANGED = "<redacted, changed>"
 REDACTED_NEW = "<redacted, new>"
 TO_GENERATE = "<generated>"
+# The requests the module makes (kube_client route name -> verb, raw path).
+ROUTES = {
+    "read_namespace": ("GET", "/api/v1/namespaces/{name}"),
+    "create_namespace": ("POST", "/api/v1/namespaces"),
+    "read_namespaced_secret": ("GET", "/api/v1/namespaces/{namespace}/secrets/{name}"),
+    "create_namespaced_secret": ("POST", "/api/v1/namespaces/{namespace}/secrets"),
+    "patch_namespaced_secret": ("PATCH", "/api/v1/namespaces/{namespace}/secrets/{name}"),
+}
 
 
 def desired_labels(spec):
@@ -268,25 +263,21 @@ class LabSecrets(object):
             result["secrets"] = [{"name": s.name, "namespace": s.namespace, "component": s.component,
                                   "action": "validated"} for s in specs]
             return result
-        if not HAS_KUBERNETES:
-            self.module.fail_json(msg=self.module_missing("the kubernetes Python library", KUBERNETES_IMPORT_ERROR))
         try:
-            client = api_client(self.params)
-        except KubeError as exc:
+            client = kc.connect(self.params, ROUTES)
+        except kc.KubeError as exc:
             self.module.fail_json(msg=str(exc))
-        core = k8s_client.CoreV1Api(client)
-        host = client.configuration.host
         namespaces = sorted(set(s.namespace for s in specs))
         missing_ns = []
         existing = {}
         try:
             for namespace in namespaces:
-                if not self._namespace_exists(core, namespace):
+                if client.call("read_namespace", "read the lab's Secrets", missing_ok=True, name=namespace) is None:
                     missing_ns.append(namespace)
             for spec in specs:
-                existing[(spec.namespace, spec.name)] = None if spec.namespace in missing_ns else self._read(core, spec)
-        except (ApiException, Urllib3HTTPError, OSError) as exc:
-            self.module.fail_json(msg=describe_api_error(exc, host, "read the lab's Secrets") + " (no Secret was touched)")
+                existing[(spec.namespace, spec.name)] = None if spec.namespace in missing_ns else self._read(client, spec)
+        except kc.KubeError as exc:
+            self.module.fail_json(msg=str(exc) + " (no Secret was touched)")
         if missing_ns and not self.params.get("create_namespace", True):
             self.module.fail_json(msg="namespace(s) %s do not exist and create_namespace is false: create them first "
                                   "(the deploy playbook does) or set create_namespace: true; no Secret was touched"
@@ -309,45 +300,36 @@ class LabSecrets(object):
         if self.module.check_mode or not changed:
             return result
         done = []
+        action = "write the lab's Secrets"
         try:
             for namespace in missing_ns:
-                core.create_namespace(body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
-                                      _request_timeout=30)
+                client.call("create_namespace", action,
+                            body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
                 done.append("namespace %s created" % namespace)
             for plan in plans:
                 if plan.action == "create":
-                    core.create_namespaced_secret(plan.spec.namespace, secret_body(plan), _request_timeout=30)
+                    client.call("create_namespaced_secret", action, namespace=plan.spec.namespace, body=secret_body(plan))
                 elif plan.action == "update":
-                    core.patch_namespaced_secret(plan.spec.name, plan.spec.namespace, secret_body(plan), _request_timeout=30)
+                    client.call("patch_namespaced_secret", action, content_type="application/strategic-merge-patch+json",
+                                name=plan.spec.name, namespace=plan.spec.namespace, body=secret_body(plan))
                 else:
                     continue
                 done.append("%s/%s %sd" % (plan.spec.namespace, plan.spec.name, plan.action))
-        except (ApiException, Urllib3HTTPError, OSError) as exc:
-            what = describe_api_error(exc, host, "write the lab's Secrets")
-            if isinstance(exc, ApiException) and exc.status == 409:
+        except kc.KubeError as exc:
+            what = str(exc)
+            if exc.status == 409:
                 what += " (a Secret changed while this run was planning: re-run to plan against the new version)"
             self.module.fail_json(msg="%s; done before the failure: %s" % (what, ", ".join(done) or "nothing"),
                                   secrets=result["secrets"])
         return result
 
-    @staticmethod
-    def _namespace_exists(core, namespace):
-        try:
-            core.read_namespace(namespace, _request_timeout=30)
-            return True
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-
-    def _read(self, core, spec):
-        try:
-            obj = core.read_namespaced_secret(spec.name, spec.namespace, _request_timeout=30)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        data = decode_data(obj.data)
+    def _read(self, client, spec):
+        obj = client.call("read_namespaced_secret", "read the lab's Secrets", missing_ok=True, name=spec.name,
+                          namespace=spec.namespace)
+        if obj is None:
+            return None
+        data = decode_data(obj.get("data"))
         literal_keys = set(k.key for k in spec.keys if k.policy == "literal")
         self._hide(v for k, v in data.items() if k not in literal_keys)
-        return {"data": data, "labels": dict(obj.metadata.labels or {}), "resourceVersion": obj.metadata.resource_version}
+        metadata = obj.get("metadata") or {}
+        return {"data": data, "labels": dict(metadata.get("labels") or {}), "resourceVersion": metadata.get("resourceVersion")}

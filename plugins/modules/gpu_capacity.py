@@ -181,9 +181,15 @@ host:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import kube
-from ansible_collections.ailab.gpu_lab.plugins.module_utils.gpu_capacity import CapacityError, collect, not_advertised_message
+from ansible_collections.ailab.gpu_lab.plugins.module_utils import kube_client
+from ansible_collections.ailab.gpu_lab.plugins.module_utils.gpu_capacity import (
+    ROUTES,
+    CapacityError,
+    collect,
+    not_advertised_message,
+)
 
 
 def main():
@@ -203,15 +209,11 @@ def main():
 
     kube_list = None
     if "kubernetes" in params["sources"]:
-        if not kube.HAS_KUBERNETES:
-            module.fail_json(msg=missing_required_lib("kubernetes"), exception=str(kube.KUBERNETES_IMPORT_ERROR))
         try:
-            client = kube.api_client(params)
+            client = kube_client.connect(params, ROUTES)
         except kube.KubeError as exc:
             module.fail_json(msg=str(exc))
-
-        def kube_list(api, method, action, **kwargs):
-            return kube.call_json(client, api, method, action, **kwargs)
+        kube_list = client.kube_list
 
     def run_command(argv):
         # NixOS keeps nvidia-smi in the system profile, which a non-login shell's PATH may lack.

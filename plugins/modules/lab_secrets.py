@@ -119,7 +119,7 @@ attributes:
     description: Shows per Secret which keys are added, changed, kept or removed; every value is shown as C(<redacted>).
 requirements:
   - python-dotenv
-  - kubernetes (Python library)
+  - kubernetes (Python library), only for kubeconfigs beyond certificates and tokens (see the connection options)
 notes:
   - The task needs no C(no_log), and should not have one, because C(no_log) would also hide the redacted diff.
     No argument of this module is a secret, and the module never returns a value.

@@ -1,6 +1,6 @@
 """gpu_capacity through real Ansible against the real Kubernetes control plane.
 
-Real: Ansible, the module and its argument spec, the kubernetes client library, kube-apiserver,
+Real: Ansible, the module and its argument spec, the collection's client (module_utils/kube_client.py), kube-apiserver,
 the Deployment/ReplicaSet controllers and kube-scheduler (which binds GPU pods, leaves a second
 one Pending as Unschedulable, and keeps counting a Terminating pod's GPU until it is terminal or
 deleted).
@@ -159,8 +159,9 @@ def test_unreachable_api(kube, tmp_path):
     cfg["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
     path = tmp_path / "closed"
     path.write_text(yaml.safe_dump(cfg))
-    result, _ = run_module("ailab.gpu_lab.gpu_capacity", {"kubeconfig": str(path)})
+    result, _ = run_module("ailab.gpu_lab.gpu_capacity", {"kubeconfig": str(path), "api_retry_timeout": 2})
     assert result["failed"] and f"127.0.0.1:{port} is unreachable" in result["msg"]
+    assert "retried for 2s" in result["msg"]  # connection refused is waited out, as a restarting apiserver is
 
 
 def test_missing_kubeconfig_file(tmp_path):
