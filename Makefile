@@ -45,7 +45,7 @@ $(CORE217_VENV)/.stamp: requirements/core-2.17.txt requirements/dev.txt
 	test -x $(CORE217_VENV)/bin/python || $(PYTHON) -m venv $(CORE217_VENV)
 	$(CORE217_VENV)/bin/pip install --disable-pip-version-check -q -r requirements/core-2.17.txt
 	grep -E '^ansible==' requirements/dev.txt | $(CORE217_VENV)/bin/pip install --disable-pip-version-check -q --no-deps -r /dev/stdin
-	$(CORE217_VENV)/bin/ansible --version | grep -q 'core 2\.17\.'
+	$(CORE217_VENV)/bin/python -c 'import sys, ansible.release as r; sys.exit(not r.__version__.startswith("2.17."))'
 	sha256sum requirements/core-2.17.txt requirements/dev.txt > $@
 
 # The checkout itself, visible to Ansible as ailab.gpu_lab (ansible.cfg collections_path).
