@@ -28,7 +28,7 @@ options:
       reports every problem of the registry at once instead.
     type: bool
     default: true
-author: ailab.gpu_lab contributors
+author: ailab maintainers (@ailab)
 """
 
 EXAMPLES = r"""
