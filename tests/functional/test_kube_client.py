@@ -66,7 +66,7 @@ def test_kubeconfig_with_a_client_certificate(kube):
     assert any(n["metadata"]["name"] for n in client.call("list_node", "list nodes")["items"])
 
 
-def test_kubeconfig_with_a_token_and_its_rights(kube, tmp_path):
+def test_kubeconfig_with_a_token_and_its_rights(kube, control_plane, tmp_path):
     token = _account(kube, "reader", CONFIGMAPS)
     client = kc.connect({"kubeconfig": kube.write_kubeconfig(str(tmp_path / "token.yaml"), token)}, ROUTES,
                         namespace=kube.namespace)
@@ -76,6 +76,14 @@ def test_kubeconfig_with_a_token_and_its_rights(kube, tmp_path):
         client.call("list_node", "list nodes")
     assert err.value.status == 403 and "refused to list nodes (403 Forbidden)" in str(err.value)
     assert f"system:serviceaccount:{kube.namespace}:reader" in str(err.value)
+    # The host/api_key/ca_cert overrides go through the kubernetes library's ApiClient: the same answers.
+    library = kc.connect({"host": control_plane.server, "api_key": token,
+                          "ca_cert": os.path.join(control_plane.pki, "ca.crt")}, ROUTES, namespace=kube.namespace)
+    assert library.http.kind == "library"
+    assert library.call("read_namespaced_config_map", "read", name="probe")["data"] == {"k": "v"}
+    assert library.call("read_namespaced_config_map", "read", missing_ok=True, name="gone") is None
+    with pytest.raises(kc.KubeError, match="403 Forbidden"):
+        library.call("list_node", "list nodes")
 
 
 def _pod_mount(kube, control_plane, tmp_path, token):
