@@ -469,6 +469,10 @@ class Client(object):
                 if exc.status not in TRANSIENT or self.clock() >= deadline:
                     raise KubeError(describe_status(exc.status, exc.reason, exc.body, self.host, action), exc.status)
             except _HTTP_ERRORS as exc:
+                if isinstance(exc, ssl.CertificateError):  # a wrong CA or server name does not heal by waiting
+                    raise KubeError("Kubernetes API at %s failed TLS verification while trying to %s (%s): the CA in "
+                                    "the kubeconfig (or ca_cert) does not match the server's certificate."
+                                    % (self.host, action, exc))
                 if self.clock() >= deadline:
                     raise KubeError(describe_unreachable(self.host, action, exc, self.retry_timeout))
             self.api_retries += 1

@@ -11,6 +11,7 @@ the apiserver for a real ServiceAccount, and "rotation" is the file replaced as 
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import sys
@@ -18,6 +19,7 @@ import threading
 import time
 
 import pytest
+import yaml
 
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import kube_client as kc
 
@@ -84,6 +86,20 @@ def test_kubeconfig_with_a_token_and_its_rights(kube, control_plane, tmp_path):
     assert library.call("read_namespaced_config_map", "read", missing_ok=True, name="gone") is None
     with pytest.raises(kc.KubeError, match="403 Forbidden"):
         library.call("list_node", "list nodes")
+
+
+def test_a_kubeconfig_with_the_wrong_ca_fails_at_once(kube, control_plane, tmp_path):
+    """TLS verification failing is not waited out as an unreachable API would be."""
+    with open(kube.kubeconfig, encoding="utf-8") as handle:
+        config = yaml.safe_load(handle)
+    with open(os.path.join(control_plane.pki, "admin.crt"), "rb") as handle:  # a certificate, not the cluster's CA
+        config["clusters"][0]["cluster"]["certificate-authority-data"] = base64.b64encode(handle.read()).decode()
+    (tmp_path / "wrong-ca.yaml").write_text(yaml.safe_dump(config))
+    client = kc.connect({"kubeconfig": str(tmp_path / "wrong-ca.yaml")}, ROUTES, retry_timeout=60)
+    started = time.monotonic()
+    with pytest.raises(kc.KubeError, match="failed TLS verification while trying to list nodes"):
+        client.call("list_node", "list nodes")
+    assert time.monotonic() - started < 10 and client.api_retries == 0
 
 
 def _pod_mount(kube, control_plane, tmp_path, token):

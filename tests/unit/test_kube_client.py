@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 
@@ -134,6 +135,13 @@ def test_other_errors_fail_at_once(status, fragment):
         c.call("read_namespaced_config_map", "read ConfigMap lab/x", name="x")
     assert fragment in str(err.value) and "read ConfigMap lab/x" in str(err.value) and err.value.status == status
     assert clock.slept == [] and c.api_retries == 0
+
+
+def test_a_certificate_that_does_not_verify_fails_at_once():
+    c, clock = client([ssl.SSLCertVerificationError(1, "certificate verify failed")])
+    with pytest.raises(kc.KubeError, match="failed TLS verification while trying to list nodes"):
+        c.call("list_node", "list nodes")
+    assert clock.slept == []
 
 
 def test_missing_and_conflict_when_asked_for():
