@@ -43,6 +43,16 @@ ldflags="-s -w"
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags="$ldflags -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
 done
+# hollow/gpucm.go declares the kubelet's unexported devicemanager.newManagerImpl by //go:linkname, whose
+# signature no compiler checks: stop if the pinned k8s.io/kubernetes defines it differently.
+k8s_dir=$(cd "$here" && go mod download k8s.io/kubernetes && go list -m -f '{{.Dir}}' k8s.io/kubernetes)
+ours=$(sed -n 's/^func newManagerImpl\(.*\)$/\1/p' "$here/hollow/gpucm.go" | sed 's/devicemanager\.//g')
+theirs=$(sed -n 's/^func newManagerImpl\(.*\) {$/\1/p' "$k8s_dir/pkg/kubelet/cm/devicemanager/manager.go")
+if [ -z "$ours" ] || [ "$ours" != "$theirs" ]; then
+  echo "hollow/gpucm.go links to newManagerImpl$ours, but k8s.io/kubernetes $k8s_version has" \
+       "newManagerImpl${theirs:- nowhere}: update gpucm.go (docs/testing.md, the hollow GPU node)" >&2
+  exit 1
+fi
 (cd "$here" && go build -ldflags="$ldflags" -o "$tmp/controlplane" .)
 echo "  controlplane (apiserver, controller-manager, scheduler, etcd): $(( $(date +%s) - start ))s"
 step=$(date +%s)
