@@ -88,12 +88,12 @@ def test_recreate_creates_the_new_pod_only_after_the_old_one_is_terminal(kube):
     old = kube.wait_for(lambda: kube.pods("app=backend", running=True), what="first pod Running")[0]["metadata"]["name"]
     pods = kube.client.resources.get(api_version="v1", kind="Pod")
     events = []
-    watching = threading.Event()
+    # The watch starts from the list's resourceVersion taken BEFORE the bump, so no event of the change is missed
+    # however late the thread gets going on a loaded machine.
+    since = pods.get(namespace=kube.namespace).metadata.resourceVersion
 
     def watch():
-        for event in pods.watch(namespace=kube.namespace, timeout=60,
-                                resource_version=pods.get(namespace=kube.namespace).metadata.resourceVersion):
-            watching.set()
+        for event in pods.watch(namespace=kube.namespace, timeout=60, resource_version=since):
             obj = event["object"]
             events.append((event["type"], obj.metadata.name, obj.status.phase))
             if event["type"] == "ADDED" and obj.metadata.name != old:
