@@ -59,6 +59,8 @@ class LookupModule(LookupBase):
         return self._templar.template(variables[name])
 
     def run(self, terms, variables=None, **kwargs):
+        if terms:
+            raise AnsibleLookupError("lab_components takes no terms, got %r; pass enabled=[...] or strict=false" % (terms,))
         variables = variables or {}
         overrides = dict((var, self._var(variables, var)) for var in _components.port_variables())
         try:
@@ -67,4 +69,4 @@ class LookupModule(LookupBase):
                                         monitoring_namespace=self._var(variables, "gpu_lab_monitoring_namespace",
                                                                        "monitoring"))]
         except ValueError as exc:
-            raise AnsibleLookupError(str(exc))
+            raise AnsibleLookupError(str(exc)) from exc

@@ -21,6 +21,8 @@ import difflib
 import json
 import re
 
+from ansible_collections.ailab.gpu_lab.plugins.module_utils import components as _components
+
 # -- schema ----------------------------------------------------------------------------------
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -81,9 +83,6 @@ EMBEDDING_HINT_RE = re.compile(
     r"([_:.-]|$)|sentence-transformers/|voyage-(?!.*rerank))", re.IGNORECASE)
 
 RESERVED_NAMES = ("default",)  # `gpu_lab_routes.default` means "fallbacks for every alias"
-
-IN_CLUSTER_VLLM = "http://vllm.{namespace}.svc.cluster.local:8000/v1"
-IN_CLUSTER_OLLAMA = "http://ollama.{namespace}.svc.cluster.local:11434"
 
 
 class CatalogError(ValueError):
@@ -404,19 +403,23 @@ def env_ref(name):
 def litellm_model_list(models, namespace="ai-lab", vllm_api_base=None, ollama_api_base=None, validate=True):
     """Derive LiteLLM's ``model_list`` from the catalog.
 
-    ``vllm_api_base`` / ``ollama_api_base`` override the in-cluster Service URLs (tests,
-    or a lab that runs them elsewhere); a catalog entry's own ``api_base`` wins over both.
+    ``vllm_api_base`` / ``ollama_api_base`` are the gateway's URLs of the GPU backends: the deploy playbook
+    passes them from the component registry (resolved ports); without them, the registry's default ports in
+    ``namespace`` (module_utils/components.py). A catalog entry's own ``api_base`` wins over both.
     """
     if validate:
         models = validate_catalog(models)
+    in_cluster = _components.gateway_api_bases(_components.resolve(namespace=namespace))
+    vllm_api_base = vllm_api_base or in_cluster["vllm_api_base"]
+    ollama_api_base = ollama_api_base or in_cluster["ollama_api_base"]
     result = []
     for entry in models:
         params = {"model": litellm_model(entry)}
         base = entry.get("api_base")
         if not base and entry["backend"] == "vllm":
-            base = vllm_api_base or IN_CLUSTER_VLLM.format(namespace=namespace)
+            base = vllm_api_base
         if not base and entry["backend"] == "ollama":
-            base = ollama_api_base or IN_CLUSTER_OLLAMA.format(namespace=namespace)
+            base = ollama_api_base
         if base:
             params["api_base"] = base
         if entry.get("api_key_env"):

@@ -25,8 +25,9 @@ PEERS = ("traefik", "prometheus", "internet", "dns")
 
 # Each Service: name, namespace ("lab" = the lab namespace, "monitoring" = gpu_lab_monitoring_namespace),
 # ports {port name: {"port": number, "var": inventory variable that overrides it, or None when a chart fixes it}}.
-# Flows: {"from": component or peer, "port": "<service>.<port name>"} for each caller of the component,
-# "calls" lists what the component itself calls ("<component>:<service>.<port name>" or a peer).
+# Flows: {"from": component or peer, "port": "<service>.<port name>"}, one per caller of the component and port:
+# each flow is written once, on the side called; a component's egress is derived (resolve(): "egress").
+# "calls" lists only the peers outside the cluster a component calls ("internet").
 # Routes: {"path", "service", "port"} (the ingress role's Ingress backends). Scrape: {"service", "port", "path"}
 # (a ServiceMonitor endpoint). Volumes: the variable holding each PVC's backup tier (the role's default).
 REGISTRY = {
@@ -48,7 +49,7 @@ REGISTRY = {
         "routes": [{"path": "/v1", "service": "litellm", "port": "http"}],
         "flows": [{"from": "traefik", "port": "litellm.http"}, {"from": "open_webui", "port": "litellm.http"},
                   {"from": "prometheus", "port": "litellm.http"}, {"from": "litellm", "port": "litellm-postgres.postgres"}],
-        "calls": ["vllm:vllm.http", "ollama:ollama.http", "tracing:phoenix.otlp-grpc", "internet"],
+        "calls": ["internet"],
         "scrape": [{"service": "litellm", "port": "http", "path": "/metrics/"}],
         "volumes": ["litellm_postgres_backup_tier"],
     },
@@ -71,7 +72,6 @@ REGISTRY = {
         "services": {"open-webui": {"ports": {"http": {"port": 8080, "var": "open_webui_port"}}}},
         "routes": [{"path": "/", "service": "open-webui", "port": "http"}],
         "flows": [{"from": "traefik", "port": "open-webui.http"}],
-        "calls": ["litellm:litellm.http", "qdrant:qdrant.http", "tracing:phoenix.otlp-grpc"],
         "volumes": ["open_webui_backup_tier"],
     },
     "observability": {
@@ -114,9 +114,9 @@ def port_variables():
     out = {}
     for component, entry in REGISTRY.items():
         for service, spec in entry.get("services", {}).items():
-            for port_name, port in spec["ports"].items():
-                if port["var"]:
-                    out[port["var"]] = (component, service, port_name)
+            for port_name, declared in spec["ports"].items():
+                if declared["var"]:
+                    out[declared["var"]] = (component, service, port_name)
     return out
 
 
@@ -164,13 +164,9 @@ def registry_errors(overrides, registry=None):
                 errors.append("%s: flow from '%s', which is neither a component nor a peer (%s)"
                               % (component, flow["from"], ", ".join(PEERS)))
         for call in registry[component].get("calls", []):
-            target, _sep, ref = call.partition(":")
-            if target in PEERS and not ref:
-                continue
-            service, _sep, port_name = ref.partition(".")
-            if target not in registry or port_name not in view["components"][target]["services"].get(service, {}).get(
-                    "ports", {}):
-                errors.append("%s: calls '%s', which is no component's Service port" % (component, call))
+            if call not in PEERS:
+                errors.append("%s: calls '%s', which is not a peer (%s); a call to a component is a flow on its side"
+                              % (component, call, ", ".join(PEERS)))
     return errors
 
 
@@ -182,7 +178,8 @@ def resolve(overrides=None, enabled=None, namespace="ai-lab", monitoring_namespa
 
     Returns {namespace, monitoring_namespace, defaults: {component: on/off}, ports: {variable: number}, components: {name: {enabled, tags,
     gpu_backend, role, services: {service: {name, namespace, ports: {port name: number}, urls: {port name: url}}},
-    routes, flows, calls, scrape, volumes}}}."""
+    routes, flows, calls, scrape, volumes, egress: [{to, service, port, number}] (the flows of other components
+    whose caller is this one)}}}."""
     registry = REGISTRY if registry is None else registry
     overrides = dict(overrides or {})
     if enabled is None:
@@ -195,27 +192,35 @@ def resolve(overrides=None, enabled=None, namespace="ai-lab", monitoring_namespa
         for service, spec in entry.get("services", {}).items():
             svc_ns = namespaces[spec.get("namespace", "lab")]
             ports, urls = {}, {}
-            for port_name, port in spec["ports"].items():
-                value = overrides.get(port["var"]) if port["var"] else None
+            for port_name, declared in spec["ports"].items():
+                var = declared["var"]
+                value = overrides.get(var) if var else None
                 if value in (None, ""):
-                    number = int(port["port"])
+                    number = int(declared["port"])
                 else:
                     number = _port_number(value)
                     if number is None:
                         if strict:
-                            raise ValueError("%s: %r is not a port number 1-65535" % (port["var"], value))
+                            raise ValueError("%s: %r is not a port number 1-65535" % (var, value))
                         number = value
                 ports[port_name] = number
                 urls[port_name] = "http://%s.%s.svc.cluster.local:%s" % (spec.get("name", service), svc_ns, number)
-                if port["var"]:
-                    view["ports"][port["var"]] = number
+                if var:
+                    view["ports"][var] = number
             services[service] = {"name": spec.get("name", service), "namespace": svc_ns, "ports": ports, "urls": urls}
         view["components"][component] = {
             "enabled": component in enabled, "tags": list(entry["tags"]), "gpu_backend": bool(entry["gpu_backend"]),
             "role": entry.get("role", component), "services": services,
             "routes": copy.deepcopy(entry.get("routes", [])), "flows": copy.deepcopy(entry.get("flows", [])),
             "calls": list(entry.get("calls", [])), "scrape": copy.deepcopy(entry.get("scrape", [])),
-            "volumes": list(entry.get("volumes", []))}
+            "volumes": list(entry.get("volumes", [])), "egress": []}
+    for component, entry in view["components"].items():
+        for flow in entry["flows"]:
+            if flow["from"] in view["components"]:
+                service, _sep, port_name = flow["port"].partition(".")
+                view["components"][flow["from"]]["egress"].append(
+                    {"to": component, "service": service, "port": port_name,
+                     "number": entry["services"].get(service, {}).get("ports", {}).get(port_name)})
     return view
 
 

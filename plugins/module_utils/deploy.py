@@ -20,6 +20,7 @@ import ipaddress
 import re
 
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import catalog as _catalog
+from ansible_collections.ailab.gpu_lab.plugins.module_utils import components as _components
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import litellm_config as _litellm_config
 
 PART_OF = "ai-lab"
@@ -369,7 +370,8 @@ def validate_deploy(inputs):
     role_specs (the registered results of ``validate_argument_spec`` run on each component role's
     meta/argument_specs.yml), litellm (what the litellm role's litellm_config task gets: config,
     models, routes, namespace, provided_env without the catalog's names, allow_*), load_budgets
-    (GPU backend -> {budget, period}: its <backend>_load_budget and <backend>_startup_period).
+    (GPU backend -> {budget, period}: its <backend>_load_budget and <backend>_startup_period), ports (the
+    component registry's port variables -> their values, e.g. vllm_port; see module_utils/components.py).
     Returns {components: [enabled...], owner: {owner, model}, models: normalized catalog}.
     Raises DeployError listing every problem, each naming the variable and the fix.
     """
@@ -455,6 +457,7 @@ def validate_deploy(inputs):
                 startup_failure_threshold(backend, (probe or {}).get("budget"), (probe or {}).get("period"))
             except ValueError as exc:
                 errors.append(str(exc))
+    errors.extend(_components.registry_errors(inputs.get("ports") or {}))
     if errors:
         raise DeployError(errors)
     return {"components": enabled, "owner": owner, "models": models}
@@ -580,24 +583,8 @@ def _monitoring_errors(values):
 
 
 def _network_policy_errors(values):
+    # The ports the policies open come from the component registry (checked by validate_deploy).
     errors = []
-    ports = values.get("network_policy_ports")
-    keys = list(values.get("_network_policy_port_keys") or [])
-    if not isinstance(ports, dict):
-        errors.append("network_policy_ports: must be a mapping with the keys %s" % ", ".join(keys))
-        ports = {}
-    missing, extra = [k for k in keys if k not in ports], [k for k in ports if k not in keys]
-    if missing or extra:
-        errors.append("network_policy_ports: needs exactly the keys %s%s%s" % (
-            ", ".join(keys), "; missing: " + ", ".join(missing) if missing else "",
-            "; unknown: " + ", ".join("%s%s" % (k, _catalog.did_you_mean(k, keys)) for k in extra) if extra else ""))
-    for key, port in sorted(ports.items()):
-        try:
-            ok = not isinstance(port, bool) and 0 < int(port) < 65536
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            errors.append("network_policy_ports.%s: %r is not a port number 1-65535" % (key, port))
     for cidr in values.get("network_policy_internet_except") or []:
         try:
             ok = "/" in str(cidr) and ipaddress.ip_network(str(cidr), strict=False).version == 4

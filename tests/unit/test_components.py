@@ -66,9 +66,21 @@ def test_registry_errors_finds_dangling_references_in_a_registry():
     broken = {"a": {"default": True, "tags": ["a"], "gpu_backend": False,
                     "services": {"a": {"ports": {"http": {"port": 1, "var": None}}}},
                     "flows": [{"from": "ghost", "port": "a.http"}, {"from": "a", "port": "a.grpc"}],
-                    "calls": ["b:b.http"], "routes": [{"path": "/", "service": "c", "port": "http"}]}}
+                    "calls": ["b"], "routes": [{"path": "/", "service": "c", "port": "http"}]}}
     errors = components.registry_errors({}, registry=broken)
     assert errors == ["a: 'a.grpc' names no port of the component's Services",
                       "a: 'c.http' names no port of the component's Services",
                       "a: flow from 'ghost', which is neither a component nor a peer (traefik, prometheus, internet, dns)",
-                      "a: calls 'b:b.http', which is no component's Service port"]
+                      "a: calls 'b', which is not a peer (traefik, prometheus, internet, dns); a call to a component is a "
+                      "flow on its side"]
+
+
+def test_egress_is_derived_from_the_flows_of_the_components_called():
+    view = components.resolve({"vllm_port": 8001})
+    egress = [(e["to"], e["service"], e["port"], e["number"]) for e in view["components"]["litellm"]["egress"]]
+    assert egress == [("litellm", "litellm-postgres", "postgres", 5432), ("ollama", "ollama", "http", 11434),
+                      ("vllm", "vllm", "http", 8001), ("tracing", "phoenix", "otlp-grpc", 4317),
+                      ("tracing", "phoenix", "http", 6006)]
+    assert [(e["to"], e["number"]) for e in view["components"]["open_webui"]["egress"]] == [
+        ("qdrant", 6333), ("litellm", 4000), ("tracing", 4317), ("tracing", 6006)]
+    assert view["components"]["vllm"]["egress"] == [] and view["components"]["vllm"]["calls"] == []

@@ -29,12 +29,7 @@ ROLE_INPUTS = {
                    "monitoring_alert_fallback_ratio": 0.2, "monitoring_alert_disk_free_ratio": 0.1,
                    "monitoring_dashboards": ["gpu", "vllm", "gateway"], "monitoring_prometheus_route_prefix": "/",
                    "_monitoring_known_dashboards": ["gpu", "vllm", "gateway"]},
-    "network_policy": {"network_policy_ports": {"open_webui": 8080, "litellm": 4000, "vllm": 8000, "ollama": 11434,
-                                                "qdrant": 6333, "postgres": 5432, "phoenix_ui": 6006,
-                                                "phoenix_otlp_grpc": 4317, "phoenix_metrics": 9090},
-                       "network_policy_internet_except": ["10.0.0.0/8", "100.64.0.0/10"],
-                       "_network_policy_port_keys": ["open_webui", "litellm", "vllm", "ollama", "qdrant", "postgres",
-                                                     "phoenix_ui", "phoenix_otlp_grpc", "phoenix_metrics"]},
+    "network_policy": {"network_policy_internet_except": ["10.0.0.0/8", "100.64.0.0/10"]},
 }
 BASE = {
     "components": dict((c, c != "tracing") for c in COMPONENTS), "known_components": COMPONENTS,

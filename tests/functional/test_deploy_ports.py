@@ -1,0 +1,125 @@
+"""Every port of the component registry, changed from the inventory as a user would (-e <port variable>), reaches
+every reference in the deploy playbook's render: the Service, the container port (and vLLM's --port), the probes
+(named ports that resolve to it), the gateway config's api_base, the NetworkPolicy ports, the ingress backends,
+the ServiceMonitor endpoints and the clients' URLs; and every flow of the registry is allowed by the rendered
+NetworkPolicies on both sides. REAL ansible-playbook in render mode (no cluster);
+before the component registry, vllm_port=8001 left the gateway on :8000 and the NetworkPolicy on 8000."""
+
+import json
+from pathlib import Path
+
+import yaml
+
+from ansible_collections.ailab.gpu_lab.plugins.module_utils import components
+from tests.conftest import REPO
+from tests.functional.test_deploy_playbook import _objects
+
+PLAYBOOK = Path(REPO) / "playbooks" / "deploy.yml"
+# Each overridable port moved by a distinct amount, so that a reference to the wrong port cannot pass.
+DEFAULTS = components.resolve()["ports"]
+DEFAULTS_ALL = {"qdrant": components.port(components.resolve(), "qdrant", "qdrant")}   # fixed by the image
+MOVED = dict((var, DEFAULTS[var] + 101 + 2 * index) for index, var in enumerate(sorted(DEFAULTS)))
+
+
+def _container_port(deployment, name):
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return dict((p["name"], p["containerPort"]) for p in container["ports"])[name], container
+
+
+def _policy_ports(policy, direction):
+    return {p["port"] for rule in policy["spec"].get(direction, []) for p in rule.get("ports", [])}
+
+
+def test_every_registry_port_follows_an_inventory_override(tmp_path, playbook_runner):
+    assert set(MOVED) == set(components.port_variables())  # this test moves EACH port of the registry
+    render = tmp_path / "rendered"
+    playbook_runner(PLAYBOOK, "-i", "inventory/example", "-e", "gpu_lab_render_only=true",
+                    "-e", f"gpu_lab_render_dir={render}", "-e", "gpu_lab_gpu_owner=vllm:qwen2.5-7b",
+                    "-e", json.dumps(dict(MOVED, gpu_lab_components={"tracing": True})))
+    objs = _objects(render)
+    view = components.resolve(MOVED)
+    for var, (component, service, port_name) in components.port_variables().items():
+        want = MOVED[var]
+        svc = objs[("Service", view["components"][component]["services"][service]["name"])]
+        by_name = dict((p["name"], p) for p in svc["spec"]["ports"])
+        assert by_name[port_name]["port"] == want, (var, svc["spec"]["ports"])
+        target = by_name[port_name]["targetPort"]
+        deployment = objs.get(("Deployment", service)) or objs[("StatefulSet", service)]
+        number, container = _container_port(deployment, target)
+        assert number == want, (var, container["ports"])
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            if probe in container and port_name == "http":
+                handler = container[probe].get("httpGet") or container[probe].get("tcpSocket")
+                assert handler["port"] in ("http", want), (var, probe, handler)
+
+    vllm = _container_port(objs[("Deployment", "vllm")], "http")[1]
+    assert vllm["args"][vllm["args"].index("--port") + 1] == str(MOVED["vllm_port"])
+
+    # the gateway's api_base of each GPU backend
+    config = yaml.safe_load((render / "k8s" / "litellm" / "config.yaml").read_text())
+    bases = {m["litellm_params"]["model"].split("/")[0]: m["litellm_params"].get("api_base")
+             for m in config["model_list"]}
+    assert bases["hosted_vllm"] == "http://vllm.ai-lab.svc.cluster.local:%d/v1" % MOVED["vllm_port"]
+    assert bases["ollama_chat"] == "http://ollama.ai-lab.svc.cluster.local:%d" % MOVED["ollama_port"]
+
+    # the NetworkPolicies open the moved ports, and no default one
+    policies = dict((name, obj) for (kind, name), obj in objs.items() if kind == "NetworkPolicy")
+    assert _policy_ports(policies["vllm"], "ingress") == {MOVED["vllm_port"]}
+    assert _policy_ports(policies["ollama"], "ingress") == {MOVED["ollama_port"]}
+    assert _policy_ports(policies["open-webui"], "ingress") == {MOVED["open_webui_port"]}
+    assert _policy_ports(policies["litellm"], "ingress") == {MOVED["litellm_port"]}
+    assert _policy_ports(policies["qdrant"], "ingress") == {DEFAULTS_ALL["qdrant"]}
+    phoenix_ports = {MOVED["phoenix_port"], MOVED["phoenix_grpc_port"], MOVED["phoenix_metrics_port"]}
+    assert _policy_ports(policies["phoenix"], "ingress") == phoenix_ports
+    assert {MOVED["vllm_port"], MOVED["ollama_port"], MOVED["phoenix_grpc_port"]} <= _policy_ports(
+        policies["litellm"], "egress")
+    assert {MOVED["litellm_port"]} <= _policy_ports(policies["open-webui"], "egress")
+
+    # the ingress backends
+    for route, var in (("open-webui", "open_webui_port"), ("litellm", "litellm_port"), ("phoenix", "phoenix_port")):
+        backend = objs[("Ingress", route)]["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+        assert backend["port"] == {"number": MOVED[var]}, (route, backend)
+
+    # each ServiceMonitor endpoint names a port of its Service, which carries the moved number
+    monitors = [obj for (kind, _name), obj in objs.items() if kind == "ServiceMonitor"]
+    checked = set()
+    for monitor in monitors:
+        labels = monitor["spec"]["selector"]["matchLabels"]
+        services = [o for (kind, _n), o in objs.items() if kind == "Service"
+                    and labels.items() <= o["metadata"].get("labels", {}).items()]
+        for svc in services:
+            names = dict((p["name"], p["port"]) for p in svc["spec"]["ports"])
+            for endpoint in monitor["spec"]["endpoints"]:
+                assert endpoint["port"] in names, (monitor["metadata"]["name"], endpoint, names)
+                checked.add((svc["metadata"]["name"], names[endpoint["port"]]))
+    assert {("vllm", MOVED["vllm_port"]), ("litellm", MOVED["litellm_port"]),
+            ("phoenix", MOVED["phoenix_metrics_port"])} <= checked
+
+    # the clients' URLs
+    env = dict((e["name"], e.get("value")) for e in _container_port(objs[("Deployment", "open-webui")], "http")[1]["env"])
+    assert env["OPENAI_API_BASE_URL"] == "http://litellm:%d/v1" % MOVED["litellm_port"]
+    assert env["QDRANT_URI"] == "http://qdrant:%d" % DEFAULTS_ALL["qdrant"]
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://phoenix:%d" % MOVED["phoenix_grpc_port"]
+
+    # every flow of the registry is allowed both ways: by the called pod's policy (ingress from the caller's pod
+    # or the peer's namespace, on the resolved port) and by the caller's policy (egress), where it has one
+    peers = {"traefik": "kube-system", "prometheus": "monitoring"}
+    pod = dict((c, next(iter(e["services"].values()))["name"]) for c, e in view["components"].items() if e["services"])
+    for component, entry in view["components"].items():
+        for flow in entry["flows"]:
+            service, _sep, port_name = flow["port"].partition(".")
+            if ("Service", service) not in objs:   # e.g. litellm-postgres when the example lab has no Postgres
+                continue
+            number = entry["services"][service]["ports"][port_name]
+            source = ({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": peers[flow["from"]]}}}
+                      if flow["from"] in peers else {"podSelector": {"matchLabels": {"app.kubernetes.io/name":
+                                                                                     pod[flow["from"]]}}})
+            admitted = [rule for rule in policies[service]["spec"]["ingress"]
+                        if {"protocol": "TCP", "port": number} in rule["ports"]
+                        and any(source.items() <= peer.items() for peer in rule["from"])]
+            assert admitted, (component, flow, policies[service]["spec"]["ingress"])
+            caller = policies.get(pod.get(flow["from"], ""), {"spec": {}})["spec"]
+            if "Egress" in caller.get("policyTypes", []):
+                assert any({"protocol": "TCP", "port": number} in rule["ports"]
+                           and {"podSelector": {"matchLabels": {"app.kubernetes.io/name": service}}} in rule["to"]
+                           for rule in caller["egress"]), (component, flow, caller["egress"])
