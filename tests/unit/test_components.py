@@ -2,9 +2,13 @@
 the gateway's api_base of each GPU backend and the catalog's default come from it, and the early check's
 registry rule finds every problem at once. Plain Python, no Ansible."""
 
+import os
+
 import pytest
+import yaml
 
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import catalog, components
+from tests.conftest import REPO
 
 SHA = "0" * 40
 PORTS = components.port_variables()
@@ -84,3 +88,12 @@ def test_egress_is_derived_from_the_flows_of_the_components_called():
     assert [(e["to"], e["number"]) for e in view["components"]["open_webui"]["egress"]] == [
         ("qdrant", 6333), ("litellm", 4000), ("tracing", 4317), ("tracing", 6006)]
     assert view["components"]["vllm"]["egress"] == [] and view["components"]["vllm"]["calls"] == []
+
+
+def test_the_playbook_tags_each_component_role_as_the_registry_says():
+    """Ansible reads a role's tags from the playbook only: this keeps them equal to the registry's."""
+    with open(os.path.join(REPO, "playbooks", "deploy.yml")) as handle:
+        play = yaml.safe_load(handle)[0]
+    tags = dict((entry["role"].rsplit(".", 1)[-1], entry.get("tags")) for entry in play["roles"])
+    for component, entry in components.REGISTRY.items():
+        assert tags[entry.get("role", component)] == entry["tags"], component
