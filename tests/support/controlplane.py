@@ -402,9 +402,8 @@ class ControlPlane:
         return node.start()
 
     def stop(self):
-        for node in self._hollow:
+        for node in list(self._hollow):
             node.stop()
-        self._hollow = []
         self._stop.set()
         for name in ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
             self._terminate(name)

@@ -297,6 +297,9 @@ class HollowGPUNode:  # pylint: disable=too-many-instance-attributes
         if self._short:
             shutil.rmtree(self._short, ignore_errors=True)
             self._short = None
+        hollow = getattr(self.cp, "_hollow", [])
+        if self in hollow:
+            hollow.remove(self)
 
     def __enter__(self):
         return self.start()
