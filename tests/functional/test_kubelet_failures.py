@@ -302,8 +302,8 @@ def test_a_startup_probe_that_runs_out_kills_and_restarts_the_container(kube):
     assert startup_budget({"startupProbe": PROBE}) == 4
 
     def backing_off(app):
-        pod = kube.pods(f"app={app}")[0]
-        return waiting(pod).get("reason") == "CrashLoopBackOff" and pod
+        pods = kube.pods(f"app={app}")  # none until the ReplicaSet controller has made it
+        return bool(pods) and waiting(pods[0]).get("reason") == "CrashLoopBackOff" and pods[0]
     for app in ("vllm", "slow"):
         pod = kube.wait_for(lambda a=app: backing_off(a), timeout=120, what=f"{app}: two kills, then back-off")
         cs = cstatus(pod)
