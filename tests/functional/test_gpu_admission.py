@@ -240,6 +240,7 @@ def test_gpu_swap_deletes_the_pod_the_real_kubelet_rejected_after_a_restart(kube
     problems = lab.owner_settled("vllm", "qwen2.5-7b")
     assert not problems, problems
     assert lab.state()["node"] == node.name
-    vllm = [p for p in lab.pods("vllm") if ready(p)]
+    # The hollow kubelet's fake probe manager may report Ready a moment before the phase says Running.
+    vllm = kube.wait_for(lambda: [p for p in lab.pods("vllm") if ready(p)], timeout=WAIT, what="vLLM Running and Ready")
     assert [p["spec"]["nodeName"] for p in vllm] == [node.name]
     assert len(node.allocations()) == allocations + 1, node.allocations()
