@@ -159,10 +159,15 @@ def test_an_admission_failure_on_the_template_fails_every_replacement_and_they_a
             content_type="application/merge-patch+json")
     kube.wait_for(lambda: all(p["status"].get("phase") == "Failed" for p in kube.pods()), timeout=120,
                   what="no pod left that is not Failed")
-    pod = failed("ollama")[0]
+    # A pod the scale-down deleted while it was still Pending ends Failed through deletion (no reason): look at the
+    # ones the kubelet rejected, which nothing deletes.
+    rejected = kube.wait_for(lambda: [p for p in failed("ollama") if not p["metadata"].get("deletionTimestamp")],
+                             timeout=60, what="a rejected ollama pod that is not being deleted")
+    pod = rejected[0]
     assert pod["status"]["reason"] == "UnexpectedAdmissionError" and pod["status"]["message"] == ADMISSION
     assert not pod["status"].get("podIP") and not pod["status"].get("containerStatuses")
-    assert failed("vllm")[0]["status"]["message"] == "custom words"
+    assert [p for p in failed("vllm") if not p["metadata"].get("deletionTimestamp")][0]["status"]["message"] == \
+        "custom words"
     assert any(e["reason"] == "UnexpectedAdmissionError" and e["message"] == ADMISSION[len("Pod was rejected: "):]
                for e in kubelet_events(kube, pod["metadata"]["name"]))
     for rs in kube.list("ReplicaSet", api_version="apps/v1"):
