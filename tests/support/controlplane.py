@@ -46,7 +46,7 @@ import urllib.request
 
 import yaml
 
-from tests.support.serve import free_port
+from tests.support.serve import free_port, stop_process_group
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "controlplane_files")
@@ -382,14 +382,7 @@ class ControlPlane:
         proc = self.procs.pop(name, None)
         if proc is None or proc.poll() is not None:
             return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        except ProcessLookupError:
-            pass
+        stop_process_group(proc, grace=grace)
 
     def add_hollow_gpu_node(self, name, directory, **kwargs):
         """Opt-in: start an extra GPU node ``name`` run by the REAL kubelet (tests/support/hollow_node.py

@@ -35,7 +35,7 @@ import subprocess
 import tempfile
 import time
 
-from tests.support.serve import free_port
+from tests.support.serve import free_port, stop_process_group
 
 GPU_RESOURCE = "nvidia.com/gpu"
 SUN_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes with the trailing NUL
@@ -135,14 +135,7 @@ class HollowGPUNode:  # pylint: disable=too-many-instance-attributes
         proc = self.procs.pop(process, None)
         if proc is None or proc.poll() is not None:
             return
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        except ProcessLookupError:
-            pass
+        stop_process_group(proc, sig, grace)
         with open(self.log_path(process), "ab") as log:
             log.write(f"---- {time.strftime('%H:%M:%S')} stopped {process}\n".encode())
 

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -112,3 +113,16 @@ class BackgroundHTTPServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def stop_process_group(proc, sig=signal.SIGTERM, grace=10.0):
+    """Send ``sig`` to the process group of ``proc`` (started with ``start_new_session=True``), wait up to ``grace``
+    seconds, then SIGKILL it; a group already gone is fine."""
+    try:
+        os.killpg(proc.pid, sig)
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
