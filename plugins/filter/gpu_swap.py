@@ -19,8 +19,13 @@ def gpu_swap_rbac(namespace, account="gpu-swap", ollama_deployment="ollama", vll
                                   gateway_secret)
 
 
+def gpu_swap_owned_fields(namespace):
+    """The GPU backends' fields the swap owns, as lab_apply's owned_fields."""
+    return _gpu_swap.swap_owned_fields(namespace)
+
+
 class FilterModule(object):
     """gpu_swap filters."""
 
     def filters(self):
-        return filter_map((gpu_swap_rbac,), (_gpu_swap.SwapError, ValueError))
+        return filter_map((gpu_swap_rbac, gpu_swap_owned_fields), (_gpu_swap.SwapError, ValueError))

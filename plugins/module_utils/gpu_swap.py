@@ -80,6 +80,22 @@ TERMINAL_PHASES = ("Failed", "Succeeded")
 READY_MARGIN = 120
 DEFAULT_READY_TIMEOUT = 900
 MODEL_ANNOTATION = "ailab.gpu-lab/model"
+# The field manager of every change the swap makes to the GPU backends' Deployments; deploy applies the fields the
+# swap owns under this same name (SWAP_OWNED_PATHS, module_utils/apply.py), never under its own (docs/deploy.md).
+SWAP_FIELD_MANAGER = "ailab.gpu_lab.gpu-swap"
+# What the swap owns in each GPU backend's Deployment (key paths; a step in the container list is its name).
+SWAP_OWNED_PATHS = {
+    "ollama": [["spec", "replicas"], ["spec", "template", "spec", "nodeSelector"]],
+    "vllm": [["spec", "replicas"], ["metadata", "annotations", MODEL_ANNOTATION],
+             ["spec", "template", "metadata", "annotations", MODEL_ANNOTATION],
+             ["spec", "template", "spec", "containers", "vllm", "args"], ["spec", "template", "spec", "nodeSelector"]],
+}
+
+
+def swap_owned_fields(namespace):
+    """``lab_apply``'s ``owned_fields``: the GPU backends' fields deploy applies under the swap's field manager."""
+    return [{"manager": SWAP_FIELD_MANAGER, "apiVersion": "apps/v1", "kind": "Deployment", "namespace": namespace,
+             "name": name, "paths": paths} for name, paths in sorted(SWAP_OWNED_PATHS.items())]
 _NS = "/api/v1/namespaces/{namespace}"
 _APPS = "/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
 _LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
@@ -699,15 +715,17 @@ class Cluster(object):
     def scale(self, name, replicas):
         self.call("AppsV1Api", "patch_namespaced_deployment_scale", "scale Deployment %s/%s to %d" % (self.namespace, name, replicas),
                   content_type="application/merge-patch+json", name=name, namespace=self.namespace,
-                  body={"spec": {"replicas": replicas}})
+                  body={"spec": {"replicas": replicas}}, field_manager=SWAP_FIELD_MANAGER)
 
     def patch_deployment(self, name, body, what):
         self.call("AppsV1Api", "patch_namespaced_deployment", "%s of Deployment %s/%s" % (what, self.namespace, name),
-                  content_type="application/strategic-merge-patch+json", name=name, namespace=self.namespace, body=body)
+                  content_type="application/strategic-merge-patch+json", name=name, namespace=self.namespace, body=body,
+                  field_manager=SWAP_FIELD_MANAGER)
 
     def patch_deployment_json(self, name, ops, what):
         self.call("AppsV1Api", "patch_namespaced_deployment", "%s of Deployment %s/%s" % (what, self.namespace, name),
-                  content_type="application/json-patch+json", name=name, namespace=self.namespace, body=ops)
+                  content_type="application/json-patch+json", name=name, namespace=self.namespace, body=ops,
+                  field_manager=SWAP_FIELD_MANAGER)
 
     def delete_pod(self, name):
         self.call("CoreV1Api", "delete_namespaced_pod", "delete pod %s/%s" % (self.namespace, name), missing_ok=True,

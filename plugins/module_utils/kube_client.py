@@ -53,7 +53,7 @@ TRANSIENT = (0, 429, 500, 502, 503, 504)
 DEFAULT_RETRY_TIMEOUT = 30
 REQUEST_TIMEOUT = 15
 # Query arguments the routes take, by their kubernetes-library names.
-QUERY = {"label_selector": "labelSelector", "field_selector": "fieldSelector"}
+QUERY = {"label_selector": "labelSelector", "field_selector": "fieldSelector", "field_manager": "fieldManager"}
 _HTTP_ERRORS = (OSError, http_client.HTTPException) if http_client else (OSError,)
 
 # The kubernetes library is imported on first use (PEP 562 ``__getattr__`` below): loading it
