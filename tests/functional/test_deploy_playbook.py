@@ -37,8 +37,9 @@ def test_render_mode_writes_a_valid_tree_for_the_example_lab(tmp_path, playbook_
     assert set(mine) <= set(summary["components"])
     top = yaml.safe_load((render / "k8s" / "kustomization.yaml").read_text())
     assert [r for r in top["resources"] if r in mine] == mine
-    assert sorted(top["resources"]) == summary["components"]
-    assert top["resources"][-1] == "gpu_prepull"   # the images' pre-pull comes last (and is validated above)
+    # one directory per component, then the ApplySet's parent (docs/deploy.md "One apply")
+    assert sorted(top["resources"][:-1]) == summary["components"] and top["resources"][-1] == "applyset.yaml"
+    assert top["resources"][-2] == "gpu_prepull"   # the images' pre-pull comes last (and is validated above)
 
     objs = _objects(render)
     vllm, ollama = objs[("Deployment", "vllm")], objs[("Deployment", "ollama")]
