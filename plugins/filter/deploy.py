@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: ailab.gpu_lab contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters of the deploy playbook: early input checks, the GPU owner, labels, the GPU backend Deployment and
-the DaemonSet that pre-pulls the backends' images.
+"""Filters of the deploy playbook: early input checks, the GPU owner, labels, the one pod shape of every
+workload, the GPU backend Deployment and the DaemonSet that pre-pulls the backends' images.
 
 Each filter is documented in the YAML file of the same name beside this plugin; the logic
 lives in module_utils/deploy.py (one place for what vLLM and Ollama share).
@@ -47,6 +47,11 @@ def deploy_apply_diff(registered):
     return _deploy.apply_diff(registered)
 
 
+def deploy_workload(spec):
+    """A Deployment, StatefulSet or DaemonSet of the lab in the one pod shape (shared fields set in one place)."""
+    return _deploy.workload(spec)
+
+
 def deploy_gpu_deployment(spec):
     """The Deployment of a GPU backend (shared fields set in one place)."""
     return _deploy.gpu_backend_deployment(spec)
@@ -62,6 +67,6 @@ class FilterModule(object):
 
     def filters(self):
         return filter_map((deploy_validate, deploy_input_errors,
-                           deploy_gpu_owner, deploy_labels, deploy_selector, deploy_gpu_deployment,
+                           deploy_gpu_owner, deploy_labels, deploy_selector, deploy_workload, deploy_gpu_deployment,
                            deploy_gpu_image_prepull, deploy_apply_diff),
                           (_deploy.DeployError, _catalog.CatalogError, ValueError))

@@ -1,10 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: ailab.gpu_lab contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The deploy playbook's shared pieces: labels, the GPU backend Deployment, the GPU owner, input checks.
+"""The deploy playbook's shared pieces: labels, the one pod shape, the GPU backend Deployment, the GPU owner,
+input checks.
 
-ONE place for what the vLLM and Ollama Deployments share (labels, Recreate, runtimeClassName,
-the GPU limit, node selection, probes sized from one load budget, enableServiceLinks), so the two
+ONE place for what every workload of the lab shares (``workload()``: labels and selector, no service-account
+token, seccomp and the pod's user, container hardening, termination message policy, resources), so no
+template can drift from it; on top of it, one place for what the vLLM and Ollama Deployments share
+(Recreate, runtimeClassName, the GPU limit, node selection, probes sized from one load budget), so the two
 GPU backends cannot drift apart; the DaemonSet that pulls both backends' images on the GPU nodes
 (from the same node selection); and the early validation of the deploy inputs (components, initial GPU owner, PVC sizes,
 backup tiers, Qdrant collections), which collects EVERY problem and names the variable and the fix.
@@ -120,13 +123,190 @@ def owner_replicas(state, backend):
     return 1 if (state or {}).get("owner") == backend else 0
 
 
-# -- the GPU backend Deployment -----------------------------------------------------------------------
+# -- one pod shape: every workload of the lab ---------------------------------------------------------
+# What every Deployment, StatefulSet and DaemonSet of the lab shares is written here and nowhere else (issue
+# 17, "One pod shape"): the standard labels on the object and its pods and the selector; no Service links;
+# no service-account token unless the workload says it needs the API; the pod's seccomp profile and, where
+# the image runs unprivileged, its user, group and fsGroup; each container's hardening (no privilege
+# escalation, every capability dropped, a read-only root filesystem where the image allows it), its
+# termination message policy and its resources. The templates pass only what differs; a unit test fails
+# when a template writes one of these fields itself (tests/unit/test_deploy_pod_shape.py).
 
 # A crashed container's last log lines become its termination message when it wrote none itself: a real
 # kubelet then has something to report (lastState.terminated.message), which gpu_swap shows when it fails.
 TERMINATION_MESSAGE_POLICY = "FallbackToLogsOnError"
-# What every container of the lab's GPU workloads drops (the pod adds seccomp RuntimeDefault).
-_CONTAINER_HARDENING = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+SECCOMP_PROFILE = {"type": "RuntimeDefault"}
+REVISION_HISTORY_LIMIT = 3
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+# The fields the builder writes: a spec (or one of its containers) that sets them is refused.
+POD_SHAPE_FIELDS = ("enableServiceLinks", "automountServiceAccountToken", "securityContext")
+CONTAINER_SHAPE_FIELDS = ("securityContext", "terminationMessagePolicy")
+
+_COMMON_KEYS = ("kind", "name", "namespace", "component", "instance", "annotations", "pod_annotations", "containers",
+                "init_containers", "volumes", "run_as", "needs_api", "service_account", "runtime_class",
+                "node_selector", "affinity", "tolerations", "termination_grace_seconds")
+_KIND_KEYS = {"Deployment": ("replicas", "strategy"),
+              "StatefulSet": ("replicas", "service_name", "update_strategy", "volume_claim_templates"),
+              "DaemonSet": ("update_strategy",)}
+_RUN_AS_KEYS = ("user", "group", "fs_group")
+_CONTAINER_KEYS = ("read_only_root", "security_context")  # the builder's own keys; the rest is Kubernetes'
+
+
+def _uid(where, value):
+    """A user or group id >= 0 (extra vars arrive as strings); ValueError naming ``where``."""
+    try:
+        number = None if isinstance(value, bool) else int(str(value).strip())
+    except ValueError:
+        number = None
+    if number is None or number < 0:
+        raise ValueError("%s must be a numeric id >= 0, got %r" % (where, value))
+    return number
+
+
+def pod_security_context(run_as=None, name="workload"):
+    """The pod securityContext of the lab: ``seccompProfile: RuntimeDefault``, and with ``run_as``
+    ({user, group, fs_group}, each optional) ``runAsNonRoot``/``runAsUser``/``runAsGroup`` (the group defaults to
+    the user) and ``fsGroup``. An image that must start as root gives no user (it still drops every capability)."""
+    run_as = dict(run_as or {})
+    unknown = sorted(set(run_as) - set(_RUN_AS_KEYS))
+    if unknown:
+        raise ValueError("%s: run_as: unknown key%s %s; keys: %s" % (
+            name, "" if len(unknown) == 1 else "s", ", ".join(unknown), ", ".join(_RUN_AS_KEYS)))
+    context = {}
+    if run_as.get("user") is not None:
+        user = _uid("%s: run_as.user" % name, run_as["user"])
+        if user == 0:
+            raise ValueError("%s: run_as.user 0 is root; leave run_as.user out for an image that must start as root"
+                             % name)
+        context.update(runAsNonRoot=True, runAsUser=user,
+                       runAsGroup=_uid("%s: run_as.group" % name, run_as.get("group", user)))
+    elif run_as.get("group") is not None:
+        raise ValueError("%s: run_as.group needs run_as.user" % name)
+    if run_as.get("fs_group") is not None:
+        context["fsGroup"] = _uid("%s: run_as.fs_group" % name, run_as["fs_group"])
+    context["seccompProfile"] = dict(SECCOMP_PROFILE)
+    return context
+
+
+def container_security_context(read_only_root=False, extra=None, name="container"):
+    """A container's securityContext: no privilege escalation, every capability dropped, a read-only root
+    filesystem when ``read_only_root``; ``extra`` adds fields (``capabilities.add`` included) but cannot undo
+    those (ValueError)."""
+    context = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    if read_only_root:
+        context["readOnlyRootFilesystem"] = True
+    extra = dict(extra or {})
+    capabilities = dict(extra.pop("capabilities", None) or {})
+    weakened = [key for key in ("allowPrivilegeEscalation", "privileged") if extra.get(key)]
+    weakened += ["readOnlyRootFilesystem"] if read_only_root and extra.get("readOnlyRootFilesystem") is False else []
+    weakened += ["capabilities.drop"] if capabilities.pop("drop", ["ALL"]) != ["ALL"] else []
+    if weakened:
+        raise ValueError("%s: security_context may add to the lab's container hardening, not undo it: %s"
+                         % (name, ", ".join(weakened)))
+    context.update(extra)
+    if capabilities.get("add"):
+        context["capabilities"]["add"] = [str(c) for c in capabilities["add"]]
+    return context
+
+
+def _container(workload_name, spec):
+    """A container of the lab: ``spec`` in Kubernetes' own fields plus the builder's keys ``read_only_root`` and
+    ``security_context``; the hardening and the termination message policy go in right after the resources."""
+    spec = _plain(spec)
+    name = spec.get("name")
+    where = "%s: container %s" % (workload_name, name or "(no name)")
+    if not name or not spec.get("image"):
+        raise ValueError("%s: every container needs a name and an image" % where)
+    written = [key for key in CONTAINER_SHAPE_FIELDS if key in spec]
+    if written:
+        raise ValueError("%s: %s %s written by the pod shape (module_utils/deploy.py workload()); use read_only_root "
+                         "or security_context (additions) instead" % (where, ", ".join(written),
+                                                                       "is" if len(written) == 1 else "are"))
+    if "resources" not in spec:
+        raise ValueError("%s: no resources; every container of the lab declares its requests and limits" % where)
+    context = container_security_context(spec.pop("read_only_root", False), spec.pop("security_context", None),
+                                         where)
+    container = {}
+    for key, value in spec.items():
+        container[key] = value
+        if key == "resources":
+            container["securityContext"] = context
+            container["terminationMessagePolicy"] = TERMINATION_MESSAGE_POLICY
+    return container
+
+
+def workload(spec):
+    """A Deployment, StatefulSet or DaemonSet of the lab in the one pod shape (the fields above, written here only).
+
+    ``spec`` keys: kind, name, namespace, component, containers (each Kubernetes' container fields with resources,
+    plus ``read_only_root`` and ``security_context`` additions); optional: instance (app.kubernetes.io/instance,
+    default the name), annotations, pod_annotations, init_containers, volumes, run_as {user, group, fs_group}
+    (unprivileged images), needs_api (mount the service-account token; default false), service_account,
+    runtime_class, node_selector, affinity, tolerations, termination_grace_seconds; Deployment: replicas (default
+    1), strategy; StatefulSet: replicas, service_name, update_strategy, volume_claim_templates; DaemonSet:
+    update_strategy. Empty optional values are left out. Raises ValueError naming the workload for an unknown key,
+    a container without resources, or a field of the shape written by the caller.
+    """
+    kind = spec.get("kind")
+    name = spec.get("name")
+    if kind not in WORKLOAD_KINDS:
+        raise ValueError("%s: kind must be one of %s, got %r" % (name or "workload", ", ".join(WORKLOAD_KINDS), kind))
+    allowed = _COMMON_KEYS + _KIND_KEYS[kind]
+    unknown = [key for key in spec if key not in allowed]
+    if unknown:
+        owners = sorted(k for k, keys in _KIND_KEYS.items() if unknown[0] in keys)
+        hint = (" (a key of a %s only)" % " or ".join(owners)) if owners else _catalog.did_you_mean(unknown[0], allowed)
+        raise ValueError("%s %s: unknown key%s %s%s; keys: %s" % (
+            kind, name, "" if len(unknown) == 1 else "s", ", ".join(sorted(unknown)), hint, ", ".join(allowed)))
+    for key in ("name", "namespace", "component"):
+        if not spec.get(key):
+            raise ValueError("%s %s: %s is required" % (kind, name or "(no name)", key))
+    if not spec.get("containers"):
+        raise ValueError("%s %s: no containers" % (kind, name))
+    instance = spec.get("instance") or None
+    labels = standard_labels(name, spec["component"], instance)
+    needs_api = bool(spec.get("needs_api"))
+    pod_spec = {"enableServiceLinks": False, "automountServiceAccountToken": needs_api}
+    if spec.get("service_account"):
+        pod_spec["serviceAccountName"] = spec["service_account"]
+    if spec.get("termination_grace_seconds") is not None:
+        pod_spec["terminationGracePeriodSeconds"] = int(spec["termination_grace_seconds"])
+    pod_spec["securityContext"] = pod_security_context(spec.get("run_as"), "%s %s" % (kind, name))
+    for key, field in (("runtime_class", "runtimeClassName"), ("node_selector", "nodeSelector"),
+                       ("affinity", "affinity"), ("tolerations", "tolerations")):
+        if spec.get(key):
+            pod_spec[field] = _plain(spec[key])
+    if spec.get("init_containers"):
+        pod_spec["initContainers"] = [_container(name, c) for c in spec["init_containers"]]
+    pod_spec["containers"] = [_container(name, c) for c in spec["containers"]]
+    if spec.get("volumes"):
+        pod_spec["volumes"] = _plain(spec["volumes"])
+    template_meta = {"labels": labels}
+    if spec.get("pod_annotations"):
+        template_meta["annotations"] = _plain(spec["pod_annotations"])
+    metadata = {"name": name, "namespace": spec["namespace"], "labels": labels}
+    if spec.get("annotations"):
+        metadata["annotations"] = _plain(spec["annotations"])
+    body = {}
+    if kind == "StatefulSet":
+        if not spec.get("service_name"):
+            raise ValueError("StatefulSet %s: service_name (its headless Service) is required" % name)
+        body["serviceName"] = spec["service_name"]
+    if spec.get("update_strategy"):
+        body["updateStrategy"] = _plain(spec["update_strategy"])
+    if kind != "DaemonSet":
+        body["replicas"] = int(spec.get("replicas", 1))
+    body["revisionHistoryLimit"] = REVISION_HISTORY_LIMIT
+    if spec.get("strategy"):
+        body["strategy"] = _plain(spec["strategy"])
+    body["selector"] = {"matchLabels": selector_labels(name, instance)}
+    body["template"] = {"metadata": template_meta, "spec": pod_spec}
+    if spec.get("volume_claim_templates"):
+        body["volumeClaimTemplates"] = _plain(spec["volume_claim_templates"])
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": metadata, "spec": body}
+
+
+# -- the GPU backend Deployment -----------------------------------------------------------------------
 
 
 def _seconds(name, variable, value):
@@ -172,18 +352,19 @@ def gpu_node_selector(node=None, extra=None):
 def gpu_backend_deployment(spec):
     """The Deployment of a GPU backend (vLLM or Ollama) from its component-specific ``spec``.
 
-    What every GPU workload shares is set here and nowhere else: the standard labels with
-    ``component: gpu-backend``, ``strategy: Recreate`` (a RollingUpdate deadlocks on one GPU),
+    What every GPU workload shares is set here and nowhere else, on top of the pod shape of every workload
+    (``workload()``: labels, no service-account token, seccomp, container hardening, termination message
+    policy): ``component: gpu-backend``, ``strategy: Recreate`` (a RollingUpdate deadlocks on one GPU),
     ``runtimeClassName``, ``limits: {<gpu_resource>: 1}``, the node selector on
     ``nvidia.com/gpu.present=true`` (+ the node's hostname when known), startup / readiness /
     liveness probes on one HTTP health path, the startup probe derived from the backend's load
-    budget (``failureThreshold = ceil(budget / period)``), ``terminationMessagePolicy:
-    FallbackToLogsOnError``, ``enableServiceLinks: false`` (a Service called ``vllm`` injects
-    VLLM_PORT and crashes vLLM), no service-account token, and a Recreate-safe termination grace.
+    budget (``failureThreshold = ceil(budget / period)``), ``enableServiceLinks: false`` (a Service
+    called ``vllm`` injects VLLM_PORT and crashes vLLM), and a Recreate-safe termination grace.
     ``spec`` keys: name, namespace, image, port, health_path, replicas, runtime_class, gpu_resource,
     startup {period, budget}, readiness {period, failure_threshold}, liveness {...}; optional:
     image_pull_policy, args, env, volumes, volume_mounts, resources, node, node_selector,
-    tolerations, pod_annotations, annotations, security_context, termination_grace_seconds.
+    tolerations, pod_annotations, annotations, security_context (additions to the container's hardening),
+    termination_grace_seconds.
     """
     name = spec["name"]
     port = int(spec["port"])
@@ -199,8 +380,7 @@ def gpu_backend_deployment(spec):
         "imagePullPolicy": spec.get("image_pull_policy") or "IfNotPresent",
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "resources": resources,
-        "securityContext": dict(_CONTAINER_HARDENING, **(spec.get("security_context") or {})),
-        "terminationMessagePolicy": TERMINATION_MESSAGE_POLICY,
+        "security_context": spec.get("security_context"),
         "startupProbe": _probe(spec["health_path"], "http", startup["period"], startup_threshold),
         "readinessProbe": _probe(spec["health_path"], "http", readiness["period"], readiness["failure_threshold"]),
         "livenessProbe": _probe(spec["health_path"], "http", liveness["period"], liveness["failure_threshold"]),
@@ -211,38 +391,15 @@ def gpu_backend_deployment(spec):
         container["env"] = list(spec["env"])
     if spec.get("volume_mounts"):
         container["volumeMounts"] = list(spec["volume_mounts"])
-    labels = standard_labels(name, "gpu-backend")
-    pod_spec = {
-        "enableServiceLinks": False,
-        "automountServiceAccountToken": False,
-        "runtimeClassName": spec["runtime_class"],
-        "nodeSelector": gpu_node_selector(spec.get("node"), spec.get("node_selector")),
-        "terminationGracePeriodSeconds": int(spec.get("termination_grace_seconds", 30)),
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [container],
-    }
-    if spec.get("tolerations"):
-        pod_spec["tolerations"] = list(spec["tolerations"])
-    if spec.get("volumes"):
-        pod_spec["volumes"] = list(spec["volumes"])
-    template_meta = {"labels": labels}
-    if spec.get("pod_annotations"):
-        template_meta["annotations"] = dict(spec["pod_annotations"])
-    metadata = {"name": name, "namespace": spec["namespace"], "labels": labels}
-    if spec.get("annotations"):
-        metadata["annotations"] = dict(spec["annotations"])
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": metadata,
-        "spec": {
-            "replicas": int(spec["replicas"]),
-            "revisionHistoryLimit": 3,
-            "strategy": {"type": "Recreate"},
-            "selector": {"matchLabels": selector_labels(name)},
-            "template": {"metadata": template_meta, "spec": pod_spec},
-        },
-    }
+    return workload({
+        "kind": "Deployment", "name": name, "namespace": spec["namespace"], "component": "gpu-backend",
+        "annotations": spec.get("annotations"), "pod_annotations": spec.get("pod_annotations"),
+        "replicas": int(spec["replicas"]), "strategy": {"type": "Recreate"},
+        "termination_grace_seconds": int(spec.get("termination_grace_seconds", 30)),
+        "runtime_class": spec["runtime_class"],
+        "node_selector": gpu_node_selector(spec.get("node"), spec.get("node_selector")),
+        "tolerations": spec.get("tolerations"), "volumes": spec.get("volumes"), "containers": [container],
+    })
 
 
 # -- the GPU backends' images, pulled on the GPU nodes before a swap needs them ------------------------
@@ -278,12 +435,10 @@ def gpu_image_prepull_daemonset(spec):
     name = spec.get("name") or PREPULL_NAME
     command = [str(c) for c in spec.get("command") or ["/bin/sh", "-c", "true"]]
     resources = spec.get("resources") or {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}}
-    hardening = dict(_CONTAINER_HARDENING, readOnlyRootFilesystem=True)
 
     def container(cname, image, pull_policy, argv=None):
         out = {"name": cname, "image": image, "imagePullPolicy": pull_policy or "IfNotPresent",
-               "resources": {k: dict(v) for k, v in resources.items()}, "securityContext": dict(hardening),
-               "terminationMessagePolicy": TERMINATION_MESSAGE_POLICY}
+               "resources": {k: dict(v) for k, v in resources.items()}, "read_only_root": True}
         if argv:
             out["command"] = list(argv)
             # Both backend images set NVIDIA_VISIBLE_DEVICES=all: on a node whose DEFAULT runtime is NVIDIA's, that
@@ -299,37 +454,21 @@ def gpu_image_prepull_daemonset(spec):
         for toleration in backend.get("tolerations") or []:
             if toleration not in tolerations:
                 tolerations.append(dict(toleration))
-    labels = standard_labels(name, "image-prepull")
-    pod_spec = {
-        "enableServiceLinks": False,
-        "automountServiceAccountToken": False,
-        "terminationGracePeriodSeconds": 5,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": PREPULL_USER, "runAsGroup": PREPULL_USER,
-                            "seccompProfile": {"type": "RuntimeDefault"}},
-        "initContainers": [container("pull-" + b["name"], b["image"], b.get("image_pull_policy"),
-                                     b.get("command") or command) for b in backends],
+    pod = {
+        "kind": "DaemonSet", "name": name, "namespace": spec["namespace"], "component": "image-prepull",
+        "pod_annotations": spec.get("pod_annotations"), "termination_grace_seconds": 5,
+        "run_as": {"user": PREPULL_USER, "group": PREPULL_USER},
+        "init_containers": [container("pull-" + b["name"], b["image"], b.get("image_pull_policy"),
+                                      b.get("command") or command) for b in backends],
         "containers": [container("pause", spec["pause_image"], spec.get("pause_image_pull_policy"))],
+        "tolerations": tolerations,
     }
     if len(selectors) == 1:
-        pod_spec["nodeSelector"] = selectors[0]
+        pod["node_selector"] = selectors[0]
     else:
-        pod_spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        pod["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
             "nodeSelectorTerms": [_node_selector_term(s) for s in selectors]}}}
-    if tolerations:
-        pod_spec["tolerations"] = tolerations
-    template_meta = {"labels": labels}
-    if spec.get("pod_annotations"):
-        template_meta["annotations"] = dict(spec["pod_annotations"])
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": {"name": name, "namespace": spec["namespace"], "labels": labels},
-        "spec": {
-            "revisionHistoryLimit": 3,
-            "selector": {"matchLabels": selector_labels(name)},
-            "template": {"metadata": template_meta, "spec": pod_spec},
-        },
-    }
+    return workload(pod)
 
 
 # -- what an apply changed ----------------------------------------------------------------------------
