@@ -22,10 +22,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, run_playbook
-from tests.support.deploy_render import load_objects
+from tests.conftest import REPO
+from tests.support.deploy_render import render_example_lab
 
-PLAYBOOK = Path(REPO) / "playbooks" / "deploy.yml"
 ANALYSER = Path(REPO) / ".cache" / "tools" / "bin" / "netpol-matrix"
 EXAMPLE_NET = yaml.safe_load((Path(REPO) / "inventory" / "example" / "group_vars" / "gpu_lab" / "network.yml").read_text())
 TAILNET_IP = EXAMPLE_NET["gpu_lab_tailnet_ip"]
@@ -35,11 +34,7 @@ LAB = "ai-lab"
 
 @pytest.fixture(scope="module")
 def objects(tmp_path_factory):
-    render = tmp_path_factory.mktemp("deploy") / "rendered"
-    run_playbook(PLAYBOOK, "-i", "inventory/example", "-e", "gpu_lab_render_only=true",
-                 "-e", f"gpu_lab_render_dir={render}", "-e", "gpu_lab_gpu_owner=vllm:qwen2.5-7b",
-                 "-e", "litellm_postgres_enabled=true", "-e", json.dumps({"gpu_lab_components": {"tracing": True}}))
-    objs = load_objects(render / "k8s")
+    objs = render_example_lab(tmp_path_factory.mktemp("deploy") / "rendered")
     kinds = {o["kind"] for o in objs}
     assert {"Deployment", "Service", "HelmChart", "HelmChartConfig", "Ingress", "NetworkPolicy"} <= kinds, kinds
     return objs

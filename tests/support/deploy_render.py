@@ -1,5 +1,6 @@
 """Render roles of the collection in their ``rendered`` state through the REAL ansible-playbook
-and load what they wrote, for the render-side tests of monitoring, ingress and network policy.
+and load what they wrote, for the render-side tests of monitoring, ingress and network policy; and the
+whole deploy playbook's render of the example lab with every component on (render_example_lab).
 
 Nothing is emulated: the role runs exactly as ``<role>_state: rendered`` runs for a user, with
 the example lab's inventory variables (inventory/example) unless a test overrides them.
@@ -7,6 +8,7 @@ the example lab's inventory variables (inventory/example) unless a test override
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -57,3 +59,14 @@ def load_objects(directory: Path) -> list[dict]:
             if isinstance(doc, dict) and "kind" in doc:
                 objects.append(doc)
     return objects
+
+
+def render_example_lab(render: Path) -> list[dict]:
+    """The deploy playbook in render mode for the example lab with EVERY component on (the optional tracing
+    (Phoenix) and LiteLLM's Postgres too), vLLM the GPU owner; every object it wrote under ``render``/k8s."""
+    from tests.conftest import run_playbook  # the one way the tests run a playbook
+
+    run_playbook(REPO / "playbooks" / "deploy.yml", "-i", "inventory/example", "-e", "gpu_lab_render_only=true",
+                 "-e", f"gpu_lab_render_dir={render}", "-e", "gpu_lab_gpu_owner=vllm:qwen2.5-7b",
+                 "-e", "litellm_postgres_enabled=true", "-e", json.dumps({"gpu_lab_components": {"tracing": True}}))
+    return load_objects(Path(render) / "k8s")

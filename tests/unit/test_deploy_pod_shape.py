@@ -3,9 +3,12 @@
 (labels and selector, no Service links, no service-account token unless the API is needed, seccomp
 RuntimeDefault and the pod's user, each container's hardening, termination message policy and resources)
 is written by the builder only. The GPU backends' Deployment and the image pre-pull DaemonSet are built
-on it.
+on it, and no template of a role writes one of those fields itself (so none can drift again).
 Pure Python; expected values are written out by hand. The rendered example lab is checked against the
 builder in tests/functional/test_deploy_pod_shape.py."""
+
+import re
+from pathlib import Path
 
 import pytest
 from ansible.errors import AnsibleFilterError
@@ -15,6 +18,7 @@ from ansible_collections.ailab.gpu_lab.plugins.module_utils import deploy
 from tests.support.pod_shape import shape
 
 FILTERS = FilterModule().filters()
+ROLES = Path(__file__).resolve().parents[2] / "roles"
 RESOURCES = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}
 LABELS = {"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "web", "app.kubernetes.io/component": "web-ui",
           "app.kubernetes.io/part-of": "ai-lab", "app.kubernetes.io/managed-by": "ailab.gpu_lab"}
@@ -176,3 +180,27 @@ def test_changing_the_shape_changes_every_builder(monkeypatch):
         pod = obj["spec"]["template"]["spec"]
         assert pod["securityContext"]["seccompProfile"] == {"type": "Localhost", "localhostProfile": "lab.json"}
         assert {c["terminationMessagePolicy"] for c in pod.get("initContainers", []) + pod["containers"]} == {"File"}
+
+
+# -- no template writes the shape itself ----------------------------------------------------------------
+
+# The pod-shape fields, and apiVersion apps/v1 (a workload written out by hand instead of by the builder).
+_HAND_WRITTEN = re.compile(r"\b(securityContext|automountServiceAccountToken|enableServiceLinks|seccompProfile|"
+                           r"terminationMessagePolicy|allowPrivilegeEscalation|readOnlyRootFilesystem|runAsNonRoot|"
+                           r"runAsUser|runAsGroup|fsGroup|apps/v1)\b")
+TEMPLATES = sorted(p for p in ROLES.glob("*/templates/**/*.j2"))
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=[str(p.relative_to(ROLES)) for p in TEMPLATES])
+def test_no_template_writes_a_field_of_the_pod_shape(path):
+    found = ["%s:%d: %s" % (path.relative_to(ROLES), number, match.group(1))
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             for match in _HAND_WRITTEN.finditer(line)]
+    assert not found, ("written by ailab.gpu_lab.deploy_workload (module_utils/deploy.py workload()), not by a "
+                       "template: %s" % "; ".join(found))
+
+
+def test_every_workload_template_goes_through_a_builder():
+    users = {p.relative_to(ROLES).parts[0] for p in TEMPLATES
+             if re.search(r"ailab\.gpu_lab\.deploy_(workload|gpu_deployment|gpu_image_prepull)\b", p.read_text())}
+    assert users == {"gpu_prepull", "litellm", "ollama", "open_webui", "phoenix", "qdrant", "vllm"}
