@@ -138,7 +138,8 @@ TERMINATION_MESSAGE_POLICY = "FallbackToLogsOnError"
 SECCOMP_PROFILE = {"type": "RuntimeDefault"}
 REVISION_HISTORY_LIMIT = 3
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
-# The fields the builder writes: a spec (or one of its containers) that sets them is refused.
+# The fields the builder writes in every pod and every container (a container that writes one of its own is refused;
+# the pod's are not keys of a spec at all).
 POD_SHAPE_FIELDS = ("enableServiceLinks", "automountServiceAccountToken", "securityContext")
 CONTAINER_SHAPE_FIELDS = ("securityContext", "terminationMessagePolicy")
 
@@ -149,7 +150,6 @@ _KIND_KEYS = {"Deployment": ("replicas", "strategy"),
               "StatefulSet": ("replicas", "service_name", "update_strategy", "volume_claim_templates"),
               "DaemonSet": ("update_strategy",)}
 _RUN_AS_KEYS = ("user", "group", "fs_group")
-_CONTAINER_KEYS = ("read_only_root", "security_context")  # the builder's own keys; the rest is Kubernetes'
 
 
 def _uid(where, value):
@@ -179,7 +179,8 @@ def pod_security_context(run_as=None, name="workload"):
             raise ValueError("%s: run_as.user 0 is root; leave run_as.user out for an image that must start as root"
                              % name)
         context.update(runAsNonRoot=True, runAsUser=user,
-                       runAsGroup=_uid("%s: run_as.group" % name, run_as.get("group", user)))
+                       runAsGroup=user if run_as.get("group") is None else _uid("%s: run_as.group" % name,
+                                                                                run_as["group"]))
     elif run_as.get("group") is not None:
         raise ValueError("%s: run_as.group needs run_as.user" % name)
     if run_as.get("fs_group") is not None:
@@ -220,8 +221,8 @@ def _container(workload_name, spec):
     written = [key for key in CONTAINER_SHAPE_FIELDS if key in spec]
     if written:
         raise ValueError("%s: %s %s written by the pod shape (module_utils/deploy.py workload()); use read_only_root "
-                         "or security_context (additions) instead" % (where, ", ".join(written),
-                                                                       "is" if len(written) == 1 else "are"))
+                         "or security_context (additions) instead"
+                         % (where, ", ".join(written), "is" if len(written) == 1 else "are"))
     if "resources" not in spec:
         raise ValueError("%s: no resources; every container of the lab declares its requests and limits" % where)
     context = container_security_context(spec.pop("read_only_root", False), spec.pop("security_context", None),
@@ -281,7 +282,7 @@ def workload(spec):
     pod_spec["containers"] = [_container(name, c) for c in spec["containers"]]
     if spec.get("volumes"):
         pod_spec["volumes"] = _plain(spec["volumes"])
-    template_meta = {"labels": labels}
+    template_meta = {"labels": dict(labels)}
     if spec.get("pod_annotations"):
         template_meta["annotations"] = _plain(spec["pod_annotations"])
     metadata = {"name": name, "namespace": spec["namespace"], "labels": labels}
