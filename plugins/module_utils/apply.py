@@ -57,6 +57,9 @@ NEVER_PRUNED = frozenset(["Namespace", "PersistentVolumeClaim", "PersistentVolum
 # Metadata the API server sets: left out of comparisons and diffs.
 _SERVER_META = ("resourceVersion", "managedFields", "generation", "creationTimestamp", "uid", "selfLink")
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+# An apply's 500 is how the API server refuses a body it cannot type against the schema ("failed to create typed
+# patch object ... field not declared in schema"): not worth waiting out, unlike the other transient statuses.
+APPLY_TRANSIENT = tuple(s for s in kube_client.TRANSIENT if s != 500)
 
 
 class ApplyError(Exception):
@@ -236,7 +239,7 @@ class Api(object):
         if dry_run:
             query.append(("dryRun", "All"))
         return self.client.request("PATCH", self.path(obj), "%s %s" % ("dry-run apply" if dry_run else "apply", ref(obj)),
-                                   query=query, body=obj, content_type=APPLY_CONTENT_TYPE)
+                                   query=query, body=obj, content_type=APPLY_CONTENT_TYPE, transient=APPLY_TRANSIENT)
 
     def delete(self, obj):
         return self.client.request("DELETE", self.path(obj), "delete %s" % ref(obj), missing_ok=True,

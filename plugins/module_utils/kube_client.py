@@ -449,7 +449,8 @@ class Client(object):
         """gpu_capacity's listing callback (``api``: the typed class the route belongs to in the kubernetes library)."""
         return self.call(method, action, **kwargs)
 
-    def request(self, verb, path, action, query=None, body=None, content_type=None, missing_ok=False, conflict_ok=False):
+    def request(self, verb, path, action, query=None, body=None, content_type=None, missing_ok=False, conflict_ok=False,
+                transient=TRANSIENT):
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
@@ -466,7 +467,7 @@ class Client(object):
                     return None
                 if exc.status == 409 and conflict_ok:
                     return "conflict"
-                if exc.status not in TRANSIENT or self.clock() >= deadline:
+                if exc.status not in transient or self.clock() >= deadline:
                     raise KubeError(describe_status(exc.status, exc.reason, exc.body, self.host, action), exc.status)
             except _HTTP_ERRORS as exc:
                 if isinstance(exc, ssl.CertificateError):  # a wrong CA or server name does not heal by waiting

@@ -49,7 +49,7 @@ def _inventory(tmp_path, kube, components=None, **extra):
         "gpu_runtime_chart_namespace": kube.namespace,
     }
     host.update(extra)
-    example = REPO / "inventory" / "example" / "group_vars" / "gpu_lab" / "models.yml"
+    example = Path(REPO) / "inventory" / "example" / "group_vars" / "gpu_lab" / "models.yml"
     host.update(yaml.safe_load(example.read_text()))
     path = tmp_path / f"inventory-{uuid.uuid4().hex[:6]}.yml"
     path.write_text(yaml.safe_dump({"all": {"children": {"gpu_lab": {"hosts": {DEFAULT_NODE: host}}}}}))
@@ -105,6 +105,8 @@ def _subset(want, have, path=""):
         if not isinstance(have, list) or len(have) != len(want):
             return [path]
         return [p for i, (w, h) in enumerate(zip(want, have)) for p in _subset(w, h, f"{path}[{i}]")]
+    if want == "" and have is None:   # the API server drops an empty string it stores as unset (PV storageClassName)
+        return []
     return [] if want == have or str(want) == str(have) else [f"{path}: {want!r} != {have!r}"]
 
 
@@ -220,7 +222,8 @@ def test_an_object_the_api_server_refuses_stops_its_phase_before_anything_is_wri
     assert proc.returncode != 0
     assert "refused 2 of 3 objects, so none of this phase was written" in proc.stdout
     assert f"Service {kube.namespace}/bad-port" in proc.stdout and "70000" in proc.stdout
-    assert f"Deployment {kube.namespace}/typo" in proc.stdout and 'unknown field \\"spec.replica\\"' in proc.stdout
+    # an unknown field: the API server answers an apply it cannot type with 500, which is not retried
+    assert f"Deployment {kube.namespace}/typo" in proc.stdout and ".spec.replica: field not declared in schema" in proc.stdout
     assert kube.get("ConfigMap", "fine") is None      # the valid object of the phase was not written either
 
 
