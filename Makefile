@@ -111,6 +111,7 @@ COMPAT_TESTS := \
   tests/functional/test_secrets_playbook.py::test_vvv_diff_output_and_temp_files_hold_no_secret_value \
   tests/functional/test_deploy_playbook.py::test_render_mode_writes_a_valid_tree_for_the_example_lab \
   tests/functional/test_deploy_playbook.py::test_bad_inventory_input_fails_first_naming_each_variable \
+  tests/functional/test_deploy_apply.py::test_deploy_applies_the_rendered_tree_as_one_applyset_and_a_rerun_writes_nothing \
   tests/functional/test_provision_playbook.py::test_check_diff_on_a_fresh_host_shows_the_files_and_changes_nothing \
   tests/functional/test_gpu_capacity_module.py::test_reports_holder_then_requirement_fails_naming_it \
   tests/functional/test_gpu_capacity_module.py::test_host_view_reports_a_game_kubernetes_cannot_see \

@@ -144,8 +144,7 @@ class ActionModule(ActionBase):
         set_id = _apply.applyset_id(applyset["name"], applyset["namespace"]) if applyset else None
         if args["state"] == "rendered":
             return self._render(result, args, set_id, applyset, version, check)
-        params = dict((k, args[k]) for k in ("kubeconfig", "context", "host", "api_key", "validate_certs", "ca_cert",
-                                              "api_retry_timeout") if args[k] is not None)
+        params = dict((k, args[k]) for k in _kube.KUBE_ARG_SPEC if args.get(k) is not None)
         try:
             client = kube_client.connect(params, routes={})
             api = _apply.Api(client)

@@ -491,7 +491,7 @@ class Applier(object):
         namespaces |= set(o["metadata"].get("namespace") or "" for o in objects) - {""}
         declared = set(key(o) for o in objects)
         for group_kind_name in sorted(kinds):
-            kind, _, group = group_kind_name.partition(".")
+            kind, group = group_kind_name.partition(".")[::2]
             if kind in NEVER_PRUNED:
                 continue
             api_version = self.api.preferred_version(group)
@@ -590,14 +590,14 @@ def wait_ready(api, refs, timeout, clock=time.monotonic, sleep=time.sleep):
                 still.append((r, obj, why))
         if not still:
             return
-        late = [r for r, _, _ in still if clock() - start >= int(r.get("timeout") or timeout)]
+        late = [entry[0] for entry in still if clock() - start >= int(entry[0].get("timeout") or timeout)]
         if late:
             lines = []
             for r, obj, why in still:
                 lines.append("%s %s/%s: %s" % (r["kind"], r["namespace"], r["name"], why))
                 lines += ["  " + line for line in (pods_waiting(api, obj) if obj else [])]
+            names = ", ".join("%s %s/%s" % (r["kind"], r["namespace"], r["name"]) for r in late)
             raise ApplyError("%s not ready within %d s (everything was applied; a slow pull finishes on its own, re-run "
-                             "deploy):\n  - %s" % (", ".join("%s %s/%s" % (r["kind"], r["namespace"], r["name"]) for r in late),
-                                                    int(late[0].get("timeout") or timeout), "\n  - ".join(lines)))
-        pending = [r for r, _, _ in still]
+                             "deploy):\n  - %s" % (names, int(late[0].get("timeout") or timeout), "\n  - ".join(lines)))
+        pending = [entry[0] for entry in still]
         sleep(2)

@@ -96,6 +96,8 @@ def swap_owned_fields(namespace):
     """``lab_apply``'s ``owned_fields``: the GPU backends' fields deploy applies under the swap's field manager."""
     return [{"manager": SWAP_FIELD_MANAGER, "apiVersion": "apps/v1", "kind": "Deployment", "namespace": namespace,
              "name": name, "paths": paths} for name, paths in sorted(SWAP_OWNED_PATHS.items())]
+
+
 _NS = "/api/v1/namespaces/{namespace}"
 _APPS = "/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
 _LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"

@@ -15,7 +15,7 @@ module: lab_apply
 short_description: Validate, apply server-side and prune a lab's Kubernetes objects as one ApplySet
 version_added: 0.2.0
 description:
-  - Deploy's one apply (docs/deploy.md, "One apply"). Runs on the controller (an action plugin: no module is started,
+  - Deploy's one apply (docs/deploy.md, "One apply"). Runs on the controller (an action plugin; no module is started,
     nothing is copied to a host) and speaks to the API server through the collection's client.
   - B(Phases.) Namespaces first, then every object whose API is served, then the objects of a custom resource whose
     CRD a chart installs (ServiceMonitors, PrometheusRules), once the API appears (O(crd_timeout)).

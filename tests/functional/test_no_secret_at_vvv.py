@@ -113,7 +113,7 @@ def test_no_secret_value_in_the_vvv_output_of_secrets_deploy_and_gpu_swap(kube, 
     assert list((cache / f"models--{PRIVATE_REPO.replace('/', '--')}" / "snapshots").iterdir()), "no HF download"
     assert asked and asked[-1]["authorization"] == f"Bearer {master_key}", "the gateway check did not use the Secret"
     assert lab.state().get("owner") == "vllm" and lab.state().get("model") == "tiny-vllm"
-    assert "collection docs: HTTP 401 (Must provide an API key" in refused, refused[-3000:]
+    assert "collection docs, notes: HTTP 401 (Must provide an API key" in refused, refused[-3000:]   # one listing for both
     assert "failed=1" in refused
 
     # Every value, named by where it lives (a failure names the secret, never shows any of it).
