@@ -8,6 +8,8 @@ on every deploy (docs/deploy.md, Benchmark). With ``dest`` (a file to write on t
 """
 from __future__ import annotations
 
+import json
+
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
@@ -22,7 +24,8 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
-        args = dict(self._task.args)
+        # Plain JSON types: ansible-core 2.19 hands tagged str/dict subclasses, which the YAML dump of build() refuses.
+        args = json.loads(json.dumps(dict(self._task.args)))
         if args.get("dest") or any(k in args for k in _FILE_ARGS):
             result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
             return result
