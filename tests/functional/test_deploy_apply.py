@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ from ansible_collections.ailab.gpu_lab.plugins.module_utils import apply as ap
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import gpu_swap
 
 from tests.conftest import REPO, run_playbook
+from tests.support.ansible_run import recap, write_lab_inventory
 from tests.support.controlplane import DEFAULT_NODE
 
 PLAYBOOK = Path(REPO) / "playbooks" / "deploy.yml"
@@ -51,15 +51,7 @@ def _inventory(tmp_path, kube, components=None, **extra):
     host.update(extra)
     example = Path(REPO) / "inventory" / "example" / "group_vars" / "gpu_lab" / "models.yml"
     host.update(yaml.safe_load(example.read_text()))
-    path = tmp_path / f"inventory-{uuid.uuid4().hex[:6]}.yml"
-    path.write_text(yaml.safe_dump({"all": {"children": {"gpu_lab": {"hosts": {DEFAULT_NODE: host}}}}}))
-    return str(path)
-
-
-def _recap(out):
-    match = re.search(r"ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=(\d+)", out)
-    assert match, out[-3000:]
-    return int(match.group(1)), int(match.group(2))
+    return write_lab_inventory(tmp_path, host, DEFAULT_NODE)
 
 
 def _rendered(render):
@@ -123,7 +115,7 @@ def test_deploy_applies_the_rendered_tree_as_one_applyset_and_a_rerun_writes_not
     rendered, parent = _rendered(render)
 
     first = run_playbook(PLAYBOOK, "-i", inventory)
-    assert _recap(first.stdout)[0] > 0
+    assert recap(first.stdout)[0] > 0
 
     live_parent = kube.get("ConfigMap", PARENT)
     assert live_parent["metadata"]["labels"][ap.ID_LABEL] == ap.applyset_id(PARENT, kube.namespace)
@@ -142,7 +134,7 @@ def test_deploy_applies_the_rendered_tree_as_one_applyset_and_a_rerun_writes_not
 
     before = kube.snapshot()
     second = run_playbook(PLAYBOOK, "-i", inventory)
-    assert _recap(second.stdout) == (0, 0), second.stdout[-4000:]
+    assert recap(second.stdout) == (0, 0), second.stdout[-4000:]
     assert kube.snapshot() == before                    # nothing written at all, not just reported unchanged
 
 
@@ -152,7 +144,7 @@ def test_a_component_turned_off_is_pruned_but_its_pvc_kept_and_a_tagged_run_prun
     off = _inventory(tmp_path, kube, components={"open_webui": False})
 
     tagged = run_playbook(PLAYBOOK, "-i", off, "--tags", "qdrant")
-    assert _recap(tagged.stdout)[1] == 0
+    assert recap(tagged.stdout)[1] == 0
     assert kube.get("Deployment", "open-webui", api_version="apps/v1")   # a tagged run declares a part: no prune
 
     check = run_playbook(PLAYBOOK, "-i", off, "--check", "--diff")
@@ -196,7 +188,7 @@ def test_a_lab_applied_by_the_previous_version_is_adopted_without_recreating_any
     after = {k: (o["metadata"]["uid"], o["metadata"].get("generation")) for k, o in members.items()}
     assert after == before                              # same objects (uid), no spec change (generation): no rollout
     again = run_playbook(PLAYBOOK, "-i", inventory)
-    assert _recap(again.stdout) == (0, 0), again.stdout[-3000:]
+    assert recap(again.stdout) == (0, 0), again.stdout[-3000:]
 
 
 def _apply_play(tmp_path, kube, components, **options):

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import re
 import sys
-import uuid
 from pathlib import Path
 
 import yaml
 
 from tests.conftest import REPO, run_playbook
+from tests.support.ansible_run import recap, write_lab_inventory
 from tests.support.controlplane import DEFAULT_NODE, gpu_node
 
 PLAYBOOK = Path(REPO) / "playbooks" / "deploy.yml"
@@ -48,15 +48,7 @@ def _inventory(tmp_path, kube, **extra):
         "ollama_tolerations": [TOLERATION], "vllm_tolerations": [TOLERATION],
     }
     host.update(extra)
-    path = tmp_path / f"inventory-{uuid.uuid4().hex[:6]}.yml"
-    path.write_text(yaml.safe_dump({"all": {"children": {"gpu_lab": {"hosts": {DEFAULT_NODE: host}}}}}))
-    return str(path)
-
-
-def _recap(out):
-    match = re.search(r"ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=(\d+)", out)
-    assert match, out[-3000:]
-    return int(match.group(1)), int(match.group(2))
+    return write_lab_inventory(tmp_path, host, DEFAULT_NODE)
 
 
 def _pods(kube):
@@ -77,7 +69,7 @@ def test_deploy_prepulls_on_every_gpu_node_waits_for_ready_and_removes_it_with_t
     try:
         inventory = _inventory(tmp_path, kube)
         first = run_playbook(PLAYBOOK, "-i", inventory)
-        assert _recap(first.stdout)[0] > 0
+        assert recap(first.stdout)[0] > 0
 
         # applied with the backends' images and pull policies ...
         daemonset = kube.get("DaemonSet", PREPULL, api_version="apps/v1")
@@ -99,7 +91,7 @@ def test_deploy_prepulls_on_every_gpu_node_waits_for_ready_and_removes_it_with_t
                    for c in p["spec"]["containers"] + p["spec"]["initContainers"])
 
         second = run_playbook(PLAYBOOK, "-i", inventory)
-        assert _recap(second.stdout) == (0, 0), second.stdout[-4000:]
+        assert recap(second.stdout) == (0, 0), second.stdout[-4000:]
 
         # both backends off: the DaemonSet goes with them (its pods are garbage-collected by the controller)
         both_off = _inventory(tmp_path, kube, gpu_lab_components=dict({name: False for name in OFF},

@@ -55,3 +55,20 @@ def run_module(module, args, check=False, diff=False, verbosity=0, extra_env=Non
         raise AssertionError(f"ansible-playbook gave no JSON result:\n{proc.stdout[-4000:]}") from exc
     result = data["plays"][0]["tasks"][0]["hosts"]["localhost"]
     return result, proc.stdout
+
+
+def write_lab_inventory(directory, host, node):
+    """An inventory file in ``directory`` with one host ``node`` of group gpu_lab holding ``host``'s variables."""
+    import uuid  # pylint: disable=import-outside-toplevel
+    path = os.path.join(str(directory), f"inventory-{uuid.uuid4().hex[:6]}.yml")
+    with open(path, "w", encoding="utf-8") as handle:
+        yaml.safe_dump({"all": {"children": {"gpu_lab": {"hosts": {node: host}}}}}, handle)
+    return path
+
+
+def recap(out):
+    """``(changed, failed)`` of the PLAY RECAP line of an ansible-playbook run's output."""
+    import re  # pylint: disable=import-outside-toplevel
+    match = re.search(r"ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=(\d+)", out)
+    assert match, out[-3000:]
+    return int(match.group(1)), int(match.group(2))
