@@ -143,8 +143,10 @@ def test_a_component_turned_off_is_pruned_but_its_pvc_kept_and_a_tagged_run_prun
     assert kube.get("Deployment", "open-webui", api_version="apps/v1")
     off = _inventory(tmp_path, kube, components={"open_webui": False})
 
-    tagged = run_playbook(PLAYBOOK, "-i", off, "--tags", "qdrant")
-    assert recap(tagged.stdout)[1] == 0
+    tagged = run_playbook(PLAYBOOK, "-i", off, "--tags", "qdrant", "-e", "qdrant_image_pull_policy=Always")
+    assert recap(tagged.stdout) == (1, 0)
+    qdrant = kube.get("StatefulSet", "qdrant", api_version="apps/v1")["spec"]["template"]["spec"]["containers"][0]
+    assert qdrant["imagePullPolicy"] == "Always"                          # the tagged component was applied
     assert kube.get("Deployment", "open-webui", api_version="apps/v1")   # a tagged run declares a part: no prune
 
     check = run_playbook(PLAYBOOK, "-i", off, "--check", "--diff")
