@@ -117,7 +117,9 @@ def count_tasks(json_text):
         for task in play["tasks"]:
             kinds = set()
             for result in task["hosts"].values():
-                items = result.get("results") if isinstance(result.get("results"), list) else [result]
+                loop = result.get("results")   # a loop's items carry ansible_loop_var; lab_apply's per-object results do not
+                items = loop if isinstance(loop, list) and loop and isinstance(loop[0], dict) and "ansible_loop_var" in loop[0] \
+                    else [result]
                 for item in items:
                     if item.get("skipped"):
                         continue

@@ -268,3 +268,27 @@ def test_kubectl_computes_the_same_applyset_id(kube, tmp_path):
     assert parent["metadata"]["labels"][ap.ID_LABEL] == ap.applyset_id("kubectl-set", kube.namespace)
     probe = kube.get("ConfigMap", "probe")
     assert probe["metadata"]["labels"][ap.PART_OF] == ap.applyset_id("kubectl-set", kube.namespace)
+
+
+def test_the_roles_read_the_cluster_through_the_collections_client(kube, tmp_path):
+    """Lookup ailab.gpu_lab.kube_objects (the roles' reads): one object, a label-selected list, and [] for a missing
+    object and for an API that is not served, as the kubernetes.core.k8s lookup answers."""
+    kube.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "record", "labels": {"x": "1"}},
+                "data": {"owner": "ollama"}})
+    kube.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "other", "labels": {"x": "2"}}})
+    conn = f"kubeconfig='{kube.kubeconfig}'"
+    checks = {
+        "one": f"query('ailab.gpu_lab.kube_objects', kind='ConfigMap', namespace='{kube.namespace}', "
+               f"resource_name='record', {conn}) | map(attribute='data.owner') | list == ['ollama']",
+        "listed": f"query('ailab.gpu_lab.kube_objects', kind='ConfigMap', namespace='{kube.namespace}', "
+                  f"label_selector='x=2', {conn}) | map(attribute='metadata.name') | list == ['other']",
+        "missing": f"query('ailab.gpu_lab.kube_objects', kind='ConfigMap', namespace='{kube.namespace}', "
+                   f"resource_name='nope', {conn}) == []",
+        "unserved": f"query('ailab.gpu_lab.kube_objects', api_version='nothing.example/v1', kind='Widget', "
+                    f"namespace='{kube.namespace}', resource_name='w', {conn}) == []",
+    }
+    play = tmp_path / "lookup.yml"
+    play.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "connection": "local", "tasks": [
+        {"name": f"lookup {name}", "ansible.builtin.assert": {"that": [expr]}} for name, expr in checks.items()]}]))
+    out = run_playbook(play, "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}").stdout
+    assert recap(out) == (0, 0) and out.count("All assertions passed") + out.count("ok: [localhost]") >= 4
