@@ -13,11 +13,14 @@ is in test_gpu_swap_gateway.py).
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 import time
 
 import pytest
+
+from ansible_collections.ailab.gpu_lab.plugins.module_utils.gpu_swap import SWAP_FIELD_MANAGER
 
 from tests.support.catalog_example import load_example_catalog
 from tests.support.gpu_swap_lab import (DELETE_DELAY, HOLD, NEVER_READY, READY_DELAY, SMI_GAME, Lab, gpu_backend, kill_run,
@@ -59,6 +62,11 @@ def test_every_transition_ends_right_and_repeats_change_nothing(kube, tmp_path):
     assert "--max-model-len" in args and args[args.index("--max-model-len") + 1] == "4096"
     assert args[-6:] == ["--host", "0.0.0.0", "--port", "8000", "--download-dir", "/models/hub"]  # the role's own args kept
     assert lab.deployment("vllm")["metadata"]["annotations"]["ailab.gpu-lab/model"] == "mistral-7b"
+    # the swap's changes to the Deployment carry its own field manager, the one deploy leaves these fields to
+    # (here the model change: args and annotations; the test lab's own apply holds the replicas it set)
+    swap_owned = json.dumps([m.get("fieldsV1") for m in lab.deployment("vllm")["metadata"]["managedFields"]
+                             if m["manager"] == SWAP_FIELD_MANAGER])
+    assert '"f:args"' in swap_owned and "ailab.gpu-lab/model" in swap_owned
     before = lab.snapshot()
     again = lab.swap("vllm")             # bare vllm keeps the model served now: nothing to do
     assert recap(again.stdout)["changed"] == 0 and "nothing to do" in again.stdout
