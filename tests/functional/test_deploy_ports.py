@@ -98,6 +98,7 @@ def test_every_registry_port_follows_an_inventory_override(tmp_path, playbook_ru
     # the clients' URLs
     env = dict((e["name"], e.get("value")) for e in _container_port(objs[("Deployment", "open-webui")], "http")[1]["env"])
     assert env["OPENAI_API_BASE_URL"] == "http://litellm:%d/v1" % MOVED["litellm_port"]
+    assert env["PORT"] == str(MOVED["open_webui_port"])   # the image's start.sh listens on $PORT (default 8080)
     assert env["QDRANT_URI"] == "http://qdrant:%d" % DEFAULTS_ALL["qdrant"]
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://phoenix:%d" % MOVED["phoenix_grpc_port"]
 
