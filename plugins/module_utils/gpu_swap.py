@@ -35,6 +35,7 @@ import time
 import uuid
 
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import catalog as cat
+from ansible_collections.ailab.gpu_lab.plugins.module_utils import components as _components
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import gpu_capacity as cap
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import kube_client as kc
 
@@ -83,6 +84,8 @@ MODEL_ANNOTATION = "ailab.gpu-lab/model"
 # The field manager of every change the swap makes to the GPU backends' Deployments; deploy applies the fields the
 # swap owns under this same name (SWAP_OWNED_PATHS, module_utils/apply.py), never under its own (docs/deploy.md).
 SWAP_FIELD_MANAGER = "ailab.gpu_lab.gpu-swap"
+# Ollama's port when its Service names none (the component registry's default, never a number of its own).
+OLLAMA_DEFAULT_PORT = _components.REGISTRY["ollama"]["services"]["ollama"]["ports"]["http"]["port"]
 # What the swap owns in each GPU backend's Deployment (key paths; a step in the container list is its name).
 SWAP_OWNED_PATHS = {
     "ollama": [["spec", "replicas"], ["spec", "template", "spec", "nodeSelector"]],
@@ -1132,7 +1135,7 @@ class Swap(object):
         return dict(self.report(), changed=True, noop=False, current=target_name(current), target=target_name(target),
                     node=node, plan=plan, recovered=recovered, multi_node=len(gpu_nodes) > 1,
                     ollama_unload=current["owner"] == "ollama" or "ollama" in running,
-                    ollama_service_url=self.service_url(self.deployments["ollama"], 11434),
+                    ollama_service_url=self.service_url(self.deployments["ollama"], OLLAMA_DEFAULT_PORT),
                     probe_alias=probe_alias(self.models, target, self.p.get("probe_alias")))
 
     def snapshot(self):
