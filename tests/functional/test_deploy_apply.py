@@ -292,3 +292,16 @@ def test_the_roles_read_the_cluster_through_the_collections_client(kube, tmp_pat
         {"name": f"lookup {name}", "ansible.builtin.assert": {"that": [expr]}} for name, expr in checks.items()]}]))
     out = run_playbook(play, "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}").stdout
     assert recap(out) == (0, 0) and out.count("All assertions passed") + out.count("ok: [localhost]") >= 4
+
+
+def test_check_mode_on_a_fresh_cluster_plans_everything_and_writes_nothing(kube, tmp_path):
+    """No lab namespace yet, no owner record: --check --diff shows the objects it would create, says what it cannot
+    dry-run, and the namespace still does not exist afterwards."""
+    fresh = kube.namespace + "-fresh"
+    kube.other_namespaces.append(fresh)   # removed at teardown should the run create it after all
+    inventory = _inventory(tmp_path, kube, gpu_lab_namespace=fresh, gpu_runtime_chart_namespace=fresh)
+    out = run_playbook(PLAYBOOK, "-i", inventory, "--check", "--diff").stdout
+    assert recap(out)[1] == 0
+    assert f"check mode: ConfigMap {fresh}/gpu-lab-state would be created" in out
+    assert f"+++ after: Deployment {fresh}/litellm" in out          # the diff of an object to be created
+    assert kube.get("Namespace", fresh, namespace=None) is None
