@@ -228,9 +228,6 @@ class Api(object):
         base += "/" + plural
         return base + ("/" + quote(name, safe="") if name else "")
 
-    def namespaced(self, api_version, kind):
-        return self.resources(api_version)[kind][1]
-
     def get(self, obj):
         return self.client.request("GET", self.path(obj), "read %s" % ref(obj), missing_ok=True)
 
@@ -368,7 +365,8 @@ class Applier(object):
         for obj in objects:
             bodies = self.bodies(obj)
             main, others = bodies[0], bodies[1:]
-            live = None if self._in_new_namespace(obj) else self.api.get(obj)
+            fresh = self._in_new_namespace(obj)   # its namespace is only planned (check mode): nothing to ask
+            live = None if fresh else self.api.get(obj)
             if live is None:
                 steps = [(self.manager, obj)] + (others + [main] if others else [])
                 sends = [(self.manager, obj)]
@@ -378,10 +376,7 @@ class Applier(object):
             answers = []
             try:
                 for manager, body in sends:
-                    if self._in_new_namespace(obj):
-                        answers.append(copy.deepcopy(body))  # its namespace is only planned (check mode): nothing to ask
-                    else:
-                        answers.append(self.api.apply(body, manager, dry_run=True))
+                    answers.append(copy.deepcopy(body) if fresh else self.api.apply(body, manager, dry_run=True))
             except kube_client.KubeError as exc:
                 refused.append("%s: %s" % (ref(obj), exc))
                 continue
@@ -431,10 +426,11 @@ class Applier(object):
 
     # -- the whole run
     def run(self, objects, applyset=None, prune=False):
-        """Apply ``objects`` (labelled as members of ``applyset`` = {name, namespace, version} when given)."""
-        problems = check_objects(objects)
-        if problems:
-            raise ApplyError("the declared objects are not valid, nothing was written:\n  - " + "\n  - ".join(problems))
+        """Apply ``objects`` (labelled as members of ``applyset`` = {name, namespace, version} when given).
+
+        ``objects`` are checked by the caller with ``check_objects`` first (the action does, naming where each was
+        declared), before any request.
+        """
         set_id = None
         if applyset:
             set_id = applyset_id(applyset["name"], applyset["namespace"])
@@ -443,7 +439,9 @@ class Applier(object):
         self.apply_phase(namespaces)
         parent = None
         if applyset:
-            parent = self._update_parent(applyset, set_id, objects, union=True)
+            parent = self._update_parent(applyset, set_id, objects, union=True, live=self.api.get(
+                {"apiVersion": "v1", "kind": "ConfigMap",
+                 "metadata": {"name": applyset["name"], "namespace": applyset["namespace"]}}))
         self.apply_phase(served)
         if later:
             missing = self.wait_served(later)
@@ -461,12 +459,12 @@ class Applier(object):
             self.apply_phase([o for o in later if o not in missing])
         if applyset and prune:
             self._prune(set_id, parent, objects)
-            self._update_parent(applyset, set_id, objects, union=False)
+            self._update_parent(applyset, set_id, objects, union=False, live=parent)
         return set_id
 
-    def _update_parent(self, applyset, set_id, objects, union):
-        live = self.api.get({"apiVersion": "v1", "kind": "ConfigMap",
-                             "metadata": {"name": applyset["name"], "namespace": applyset["namespace"]}})
+    def _update_parent(self, applyset, set_id, objects, union, live):
+        """Bring the parent (``live``: as last read or written, or None) to list the kinds and namespaces of
+        ``objects`` (with ``union``: also those it lists already); return it as it now stands."""
         kinds = set(group_kind(o) for o in objects)
         namespaces = set(o["metadata"].get("namespace") or "" for o in objects) - {""}
         if union:
@@ -475,14 +473,11 @@ class Applier(object):
             namespaces |= old_namespaces
         parent = parent_object(applyset["name"], applyset["namespace"], set_id, kinds, namespaces,
                                applyset.get("version", ""))
-        if live is not None and same(live, dict(live, metadata=dict(live["metadata"], **{
-                "labels": dict((live["metadata"].get("labels") or {}), **parent["metadata"]["labels"]),
-                "annotations": dict((live["metadata"].get("annotations") or {}), **parent["metadata"]["annotations"])}))):
+        if self.check or (live is not None and all(
+                (live["metadata"].get(field) or {}).get(k) == v
+                for field in ("labels", "annotations") for k, v in parent["metadata"][field].items())):
             return live
-        if self.check:
-            return live
-        answer = self.api.apply(parent, self.manager)
-        return answer
+        return self.api.apply(parent, self.manager)
 
     def _prune(self, set_id, parent, objects):
         """Delete the members the live set holds that ``objects`` no longer declares (never data-holding kinds)."""
