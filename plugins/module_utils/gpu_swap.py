@@ -1273,7 +1273,10 @@ class Swap(object):
         return dict(self.report(), changed=True, owner=target_name(target))
 
     def commit(self, target, node):
-        changes = {"owner": target["owner"], "model": target["model"], "node": node}
+        # owner_since / owner_trigger: when and by what (playbook, request, idle, gamemode) the owner got the GPU; the
+        # on-demand service's minimum residency counts from owner_since (module_utils/gpu_demand.py).
+        changes = {"owner": target["owner"], "model": target["model"], "node": node,
+                   "owner_since": micro_time(self.wall()), "owner_trigger": self.p.get("trigger") or "playbook"}
         changes.update(dict((k, None) for k in INTENT_KEYS))
         self.record(changes)
         self.unlock()
