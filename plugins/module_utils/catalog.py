@@ -47,7 +47,7 @@ BACKENDS = SELF_HOSTED_BACKENDS + HOSTED_BACKENDS
 MODES = ("chat", "embedding")
 
 FIELDS = ("name", "backend", "source", "revision", "mode", "vllm_args", "api_key_env", "api_base",
-          "litellm", "node", "cooldown_time", "dimensions")
+          "litellm", "node", "cooldown_time", "dimensions", "on_demand")
 
 # Seconds LiteLLM keeps a self-hosted deployment out of rotation after it failed (model_info.cooldown_time,
 # which wins over router_settings.cooldown_time). vLLM and Ollama are only down during a planned GPU swap,
@@ -251,6 +251,15 @@ def _check_entry(index, entry):
             err("node", "only self-hosted models (vllm, ollama) run on a node; remove it")
         elif not isinstance(node, str) or not NODE_RE.match(node) or len(node) > 253:
             err("node", "%r is not a Kubernetes node name (lowercase DNS name)" % (node,))
+
+    on_demand = entry.get("on_demand")
+    if on_demand is not None:
+        if not isinstance(on_demand, bool):
+            err("on_demand", "%r is not true or false (whether a request for this alias may hand the GPU to its "
+                             "backend: docs/gpu_swap.md, \"On demand\")" % (on_demand,))
+        elif on_demand and (backend not in SELF_HOSTED_BACKENDS or mode == "embedding"):
+            err("on_demand", "only a chat model of a GPU backend (vllm, ollama) can take the GPU on demand; an "
+                             "embedding request never swaps and a hosted model needs no GPU: remove it")
 
     dimensions = entry.get("dimensions")
     if dimensions is not None:
