@@ -42,6 +42,11 @@ def deploy_selector(name, app_instance=None):
     return _deploy.selector_labels(name, app_instance)
 
 
+def deploy_memory_plus(resources, extra):
+    """Resources with ``extra`` added to the memory request and limit."""
+    return _deploy.memory_plus(resources, extra)
+
+
 def deploy_apply_diff(registered):
     """The changed objects of a registered kubernetes.core.k8s result with their before/after."""
     return _deploy.apply_diff(registered)
@@ -68,5 +73,5 @@ class FilterModule(object):
     def filters(self):
         return filter_map((deploy_validate, deploy_input_errors,
                            deploy_gpu_owner, deploy_labels, deploy_selector, deploy_workload, deploy_gpu_deployment,
-                           deploy_gpu_image_prepull, deploy_apply_diff),
+                           deploy_gpu_image_prepull, deploy_apply_diff, deploy_memory_plus),
                           (_deploy.DeployError, _catalog.CatalogError, ValueError))

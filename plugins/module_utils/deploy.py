@@ -83,6 +83,19 @@ def parse_quantity(value):
     return float(match.group(1)) * _SUFFIX[match.group(3)]
 
 
+def memory_plus(resources, extra):
+    """``resources`` (``{requests, limits}``) with the quantity ``extra`` added to the memory request and limit that
+    are set (in Mi, rounded up); the rest as it is. vLLM's level-1 sleep keeps the weights in host RAM: its pod's
+    memory grows by their size (vllm_sleep_host_memory)."""
+    add = parse_quantity(extra)
+    out = dict((key, dict(value)) if isinstance(value, dict) else value for key, value in (resources or {}).items())
+    for part in ("requests", "limits"):
+        memory = (out.get(part) or {}).get("memory")
+        if memory is not None:
+            out[part]["memory"] = "%dMi" % -(-(parse_quantity(memory) + add) // _SUFFIX["Mi"])
+    return out
+
+
 # -- the GPU owner ------------------------------------------------------------------------------------
 
 def parse_gpu_owner(value, models):
@@ -143,7 +156,8 @@ WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 POD_SHAPE_FIELDS = ("enableServiceLinks", "automountServiceAccountToken", "securityContext")
 CONTAINER_SHAPE_FIELDS = ("securityContext", "terminationMessagePolicy")
 
-_COMMON_KEYS = ("kind", "name", "namespace", "component", "instance", "annotations", "pod_annotations", "containers",
+_COMMON_KEYS = ("kind", "name", "namespace", "component", "instance", "annotations", "pod_annotations", "pod_labels",
+                "containers",
                 "init_containers", "volumes", "run_as", "needs_api", "service_account", "runtime_class",
                 "node_selector", "affinity", "tolerations", "termination_grace_seconds")
 _KIND_KEYS = {"Deployment": ("replicas", "strategy"),
@@ -241,7 +255,8 @@ def workload(spec):
 
     ``spec`` keys: kind, name, namespace, component, containers (each Kubernetes' container fields with resources,
     plus ``read_only_root`` and ``security_context`` additions); optional: instance (app.kubernetes.io/instance,
-    default the name), annotations, pod_annotations, init_containers, volumes, run_as {user, group, fs_group}
+    default the name), annotations, pod_annotations, pod_labels (more labels of the pods only, never a standard
+    one: e.g. vLLM's route label, which its Service selects and the swap turns off), init_containers, volumes, run_as {user, group, fs_group}
     (unprivileged images), needs_api (mount the service-account token; default false), service_account,
     runtime_class, node_selector, affinity, tolerations, termination_grace_seconds; Deployment: replicas (default
     1), strategy; StatefulSet: replicas, service_name, update_strategy, volume_claim_templates; DaemonSet:
@@ -283,6 +298,10 @@ def workload(spec):
     if spec.get("volumes"):
         pod_spec["volumes"] = _plain(spec["volumes"])
     template_meta = {"labels": dict(labels)}
+    taken = sorted(set(spec.get("pod_labels") or {}) & set(labels))
+    if taken:
+        raise ValueError("%s %s: pod_labels may not set the standard label(s) %s" % (kind, name, ", ".join(taken)))
+    template_meta["labels"].update(_plain(spec.get("pod_labels") or {}))
     if spec.get("pod_annotations"):
         template_meta["annotations"] = _plain(spec["pod_annotations"])
     metadata = {"name": name, "namespace": spec["namespace"], "labels": labels}
@@ -364,7 +383,7 @@ def gpu_backend_deployment(spec):
     ``spec`` keys: name, namespace, image, port, health_path, replicas, runtime_class, gpu_resource,
     startup {period, budget}, readiness {period, failure_threshold}, liveness {...}; optional:
     image_pull_policy, args, env, volumes, volume_mounts, resources, node, node_selector,
-    tolerations, pod_annotations, annotations, security_context (additions to the container's hardening),
+    tolerations, pod_annotations, pod_labels, annotations, security_context (additions to the container's hardening),
     termination_grace_seconds.
     """
     name = spec["name"]
@@ -395,6 +414,7 @@ def gpu_backend_deployment(spec):
     return workload({
         "kind": "Deployment", "name": name, "namespace": spec["namespace"], "component": "gpu-backend",
         "annotations": spec.get("annotations"), "pod_annotations": spec.get("pod_annotations"),
+        "pod_labels": spec.get("pod_labels"),
         "replicas": int(spec["replicas"]), "strategy": {"type": "Recreate"},
         "termination_grace_seconds": int(spec.get("termination_grace_seconds", 30)),
         "runtime_class": spec["runtime_class"],
@@ -735,8 +755,39 @@ def _network_policy_errors(values):
     return errors
 
 
+def _vllm_errors(values):
+    """vLLM's sleep mode (the GPU hand-over's fast path, docs/gpu_swap.md) needs a GPU time-sliced into at least two
+    slots, so that the sleeping vLLM and Ollama are both scheduled, and the host RAM its level-1 sleep holds."""
+    errors = []
+    sleep_mode = values.get("vllm_sleep_mode", False)
+    words = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+    if not isinstance(sleep_mode, bool):  # -e vllm_sleep_mode=true arrives as a string
+        if str(sleep_mode).strip().lower() not in words:
+            errors.append("vllm_sleep_mode: must be true or false, got %r" % (sleep_mode,))
+            return errors
+        sleep_mode = words[str(sleep_mode).strip().lower()]
+    if not sleep_mode:
+        return errors
+    replicas = values.get("gpu_runtime_time_slicing_replicas")
+    try:
+        slots = int(replicas or 0)
+    except (TypeError, ValueError):
+        slots = 0
+    if slots < 2:
+        errors.append("vllm_sleep_mode: true needs the GPU time-sliced into at least 2 slots (the sleeping vLLM keeps its "
+                      "pod and its slot while Ollama gets the other), but gpu_runtime_time_slicing_replicas is %r: set "
+                      "gpu_runtime_time_slicing_replicas: 2 (role gpu_runtime) or vllm_sleep_mode: false" % (replicas,))
+    try:
+        if parse_quantity(values.get("vllm_sleep_host_memory")) <= 0:
+            errors.append("vllm_sleep_host_memory: %r must be larger than zero" % (values.get("vllm_sleep_host_memory"),))
+    except ValueError as exc:
+        errors.append("vllm_sleep_host_memory: %s (the host RAM a level-1 sleep holds: the weights of the largest vLLM "
+                      "model of the catalog)" % exc)
+    return errors
+
+
 ROLE_INPUT_CHECKS = {"ingress": _ingress_errors, "monitoring": _monitoring_errors,
-                     "network_policy": _network_policy_errors}
+                     "network_policy": _network_policy_errors, "vllm": _vllm_errors}
 
 
 def role_input_errors(role, values):

@@ -89,6 +89,8 @@ class _Server(ThreadingHTTPServer):
 class OpenAIBackend:
     """A started/stopped local inference server. Use as a context manager or start()/stop()."""
 
+    handler_class = None  # the request handler (``_Handler``; tests/support/vllm_backend.py extends it)
+
     def __init__(self, name: str = "backend", port: int | None = None, host: str = "127.0.0.1",
                  served_models: list[str] | None = None, stream_chunks: int = 3):
         self.name = name
@@ -121,7 +123,7 @@ class OpenAIBackend:
     def start(self) -> "OpenAIBackend":
         if self._httpd is not None:
             return self
-        handler = type("Handler", (_Handler,), {"backend": self})
+        handler = type("Handler", (self.handler_class or _Handler,), {"backend": self})
         self._httpd = _Server((self.host, self.port), handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
                                         name=f"openai-backend-{self.name}", daemon=True)

@@ -348,3 +348,27 @@ def test_apply_diff_lists_only_the_changed_objects_of_a_multi_object_apply():
     assert FILTERS["deploy_apply_diff"]({"changed": True, "method": "patch", "diff": {"before": 1, "after": 2},
                                          "result": {"kind": "Namespace", "metadata": {"name": "ai-lab"}}}) == [
         {"object": "Namespace/ai-lab", "method": "patch", "before": 1, "after": 2}]
+
+
+def test_memory_plus_grows_the_memory_request_and_limit_only():
+    """vLLM's level-1 sleep keeps the weights in host RAM: its memory request and limit grow by their size."""
+    grown = deploy.memory_plus({"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"memory": "32Gi",
+                                                                                       "nvidia.com/gpu": 1}}, "5.5Gi")
+    assert grown == {"requests": {"cpu": "2", "memory": "13824Mi"}, "limits": {"memory": "38400Mi", "nvidia.com/gpu": 1}}
+    assert deploy.memory_plus({"requests": {"cpu": "1"}}, "1G") == {"requests": {"cpu": "1"}}  # no memory set: none added
+    assert deploy.memory_plus({"limits": {"memory": "1000M"}}, "1M") == {"limits": {"memory": "955Mi"}}  # rounded up
+    with pytest.raises(ValueError, match="'16GB' is not a Kubernetes quantity"):
+        deploy.memory_plus({"limits": {"memory": "1Gi"}}, "16GB")
+
+
+def test_pod_labels_go_to_the_pods_only_and_never_replace_a_standard_label():
+    spec = {"kind": "Deployment", "name": "vllm", "namespace": "ai-lab", "component": "gpu-backend",
+            "pod_labels": {"ailab.gpu-lab/route": "on"},
+            "containers": [{"name": "vllm", "image": "x", "resources": {"limits": {"memory": "1Gi"}}}]}
+    obj = deploy.workload(spec)
+    assert obj["spec"]["template"]["metadata"]["labels"]["ailab.gpu-lab/route"] == "on"
+    assert "ailab.gpu-lab/route" not in obj["metadata"]["labels"]
+    assert "ailab.gpu-lab/route" not in obj["spec"]["selector"]["matchLabels"]  # the ReplicaSet keeps its pod
+    spec["pod_labels"] = {"app.kubernetes.io/name": "other"}
+    with pytest.raises(ValueError, match="pod_labels may not set the standard label"):
+        deploy.workload(spec)
