@@ -34,6 +34,7 @@ import json
 import os
 import ssl
 import tempfile
+import threading
 import time
 
 try:
@@ -182,7 +183,8 @@ def describe_api_error(exc, host, action):
 class LightTransport(object):
     """HTTP(S) to the API server with what a k3s kubeconfig holds: server, CA, client certificate or token.
 
-    Standard library only (``http.client`` + ``ssl``), one kept-alive connection.
+    Standard library only (``http.client`` + ``ssl``), one kept-alive connection per thread (the in-cluster swap
+    service asks from several threads at once; an ``http.client`` connection serves one request at a time).
     """
 
     kind = "kubeconfig"
@@ -215,7 +217,7 @@ class LightTransport(object):
         self.prefix = url.path.rstrip("/")
         self.timeout = timeout
         self.context = context
-        self.conn = None
+        self._local = threading.local()
 
     def token(self):
         return self._token
@@ -256,18 +258,20 @@ class LightTransport(object):
         if token:
             hdrs["Authorization"] = "Bearer %s" % token
         hdrs.update(headers)
-        if self.conn is None:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
             if self.scheme == "https":
-                self.conn = http_client.HTTPSConnection(self.netloc, timeout=self.timeout, context=self.context)
+                conn = http_client.HTTPSConnection(self.netloc, timeout=self.timeout, context=self.context)
             else:
-                self.conn = http_client.HTTPConnection(self.netloc, timeout=self.timeout)
+                conn = http_client.HTTPConnection(self.netloc, timeout=self.timeout)
+            self._local.conn = conn
         try:
-            self.conn.request(verb, target, body=data, headers=hdrs)
-            resp = self.conn.getresponse()
+            conn.request(verb, target, body=data, headers=hdrs)
+            resp = conn.getresponse()
             return resp.status, resp.reason, resp.read()
         except Exception:
-            self.conn.close()
-            self.conn = None
+            conn.close()
+            self._local.conn = None
             raise
 
 

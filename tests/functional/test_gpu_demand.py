@@ -1,0 +1,117 @@
+"""The GPU follows the demand (docs/gpu_swap.md, "On demand"): a request through the gateway hands the GPU over.
+
+Real: the LiteLLM proxy (pinned, with the config our litellm_config code renders from the example catalog, the
+litellm role's router settings and the hook gpu_demand's role mounts: roles/gpu_demand/files/gpu_demand_hook.py), the
+on-demand service (roles/gpu_demand/files/gpu_demand_server.py on the LiteLLM venv's Python, authenticated with a
+ServiceAccount token bound to the swap's least-privilege RBAC), the control plane, the gpu_swap playbook.
+Simulated: the inference servers (tests/support/openai_backend.py, started and stopped by a ReadyGate as their pods
+become Ready or go), the hosted fallback (always up), kwok pods, nvidia-smi (a script printing an idle RTX 4090).
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from ansible_collections.ailab.gpu_lab.plugins.module_utils import gpu_demand as gd
+from tests.support.gpu_demand_service import FILES, TOKEN, DemandService, service_account_dir
+from tests.support.gpu_swap_lab import READY_DELAY, Lab, ReadyGate
+from tests.support.litellm_proxy import LiteLLMProxy, gateway_env, role_base_config, write_gateway_config
+from tests.support.catalog_example import load_example_catalog
+from tests.support.openai_backend import OpenAIBackend
+
+CATALOG = load_example_catalog()
+ON_DEMAND = ("qwen2.5-7b", "llama3.1-8b")
+MODELS = [dict(m, on_demand=True) if m["name"] in ON_DEMAND else dict(m) for m in CATALOG["gpu_lab_models"]]
+ROUTES = CATALOG["gpu_lab_routes"]
+SWAP = {"lease_duration": 30, "lock_timeout": 1, "delete_timeout": 60, "ready_timeout": 60, "poll_interval": 0.2,
+        "verify_timeout": 30, "unload_timeout": 5}
+
+
+def service_for(kube, lab, workdir, backends, **policy):
+    sa_dir, api_env = service_account_dir(kube, workdir)
+    config = gd.service_config(MODELS, ROUTES, kube.namespace, backends, swap=SWAP,
+                               policy=dict({"poll_interval": 0.2}, **policy),
+                               host={"nvidia_smi_path": str(lab.smi), "timeout": 5})
+    return DemandService(config, sa_dir, api_env).start()
+
+
+@pytest.fixture
+def stand_ins():
+    vllm, ollama = OpenAIBackend(name="vllm"), OpenAIBackend(name="ollama")  # started by the gates
+    cloud = OpenAIBackend(name="cloud").start()
+    yield SimpleNamespace(vllm=vllm, ollama=ollama, cloud=cloud)
+    for backend in (vllm, ollama, cloud):
+        backend.stop()
+
+
+def gateway_with_hook(workdir, stand_ins, service):
+    workdir.mkdir(parents=True, exist_ok=True)
+    base = role_base_config()
+    base["litellm_settings"] = gd.gateway_litellm_settings(base["litellm_settings"])
+    config, _ = write_gateway_config(workdir, vllm=stand_ins.vllm, ollama=stand_ins.ollama, cloud=stand_ins.cloud,
+                                     models=MODELS, config=base)
+    shutil.copy(FILES / gd.HOOK_FILE, config.parent / gd.HOOK_FILE)
+    env = dict(gateway_env(), GPU_DEMAND_URL=service.url, GPU_DEMAND_TOKEN=TOKEN, GPU_DEMAND_TIMEOUT="90")
+    return LiteLLMProxy(config, env=env).start()
+
+
+def answered_by(status, body):
+    text = body["choices"][0]["message"]["content"] if status == 200 else ""
+    return text[1:text.index("]")] if text.startswith("[") else f"error {status}: {str(body)[:300]}"
+
+
+def test_a_request_hands_the_gpu_over_and_residency_and_the_lock_hold(kube, tmp_path, stand_ins):
+    lab = Lab(kube, tmp_path, owner="ollama", models=MODELS,
+              pod_annotations={"ollama": {READY_DELAY: "4s"}}).setup()
+    gates = [ReadyGate(kube, "vllm", [stand_ins.vllm]).start(), ReadyGate(kube, "ollama", [stand_ins.ollama]).start()]
+    backends = {"vllm": stand_ins.vllm.url, "ollama": stand_ins.ollama.url}
+    service = service_for(kube, lab, tmp_path, backends, hold_budget=60, residency=8)
+    proxy = gateway_with_hook(tmp_path / "gw", stand_ins, service)
+    try:
+        # 1. Ollama owns the GPU; a request for the vLLM alias takes it, held until vLLM answers.
+        started = time.monotonic()
+        status, body = proxy.chat("qwen2.5-7b", "which backend?", timeout=120)
+        took = time.monotonic() - started
+        assert answered_by(status, body) == "vllm", service.log()[-3000:]
+        assert took < 60, f"held {took:.1f} s, beyond the hold budget"
+        state = lab.state()
+        assert (state["owner"], state["model"], state["owner_trigger"]) == ("vllm", "qwen2.5-7b", "request"), state
+        assert lab.replicas() == {"ollama": 0, "vllm": 1}
+        # 2. Inside vLLM's minimum residency a request for the Ollama alias gets its fallback, and nothing moves.
+        status, body = proxy.chat("llama3.1-8b", "and now?", timeout=60)
+        assert answered_by(status, body) == "cloud", (status, body)
+        assert lab.state()["owner"] == "vllm" and lab.replicas() == {"ollama": 0, "vllm": 1}
+        # An embedding request never hands the GPU over (the hook does not even ask).
+        assert service.ensure("nomic-embed")[1]["action"] == "serve"
+        # 3. After the residency the Ollama alias takes the GPU (Ollama is slow to get Ready: 4 s), and a playbook
+        #    swap that starts meanwhile is refused, naming the service as the lock's holder.
+        time.sleep(max(0.0, 8.5 - (time.monotonic() - started - took)))
+        held = {}
+        request = threading.Thread(target=lambda: held.update(answer=proxy.chat("llama3.1-8b", "hi", timeout=120)))
+        request.start()
+        kube.wait_for(lambda: lab.state().get("intent_phase"), timeout=30, what="the on-demand swap's intent")
+        out = lab.swap("none", check=False, gpu_swap_lock_timeout=1)
+        assert out.returncode != 0
+        holder = lab.lease()["spec"]["holderIdentity"]
+        assert "another gpu_swap holds the lock" in out.stdout and holder in out.stdout, out.stdout[-3000:]
+        request.join(timeout=120)
+        assert answered_by(*held["answer"]) == "ollama", (held, service.log()[-3000:])
+        state = lab.state()
+        assert (state["owner"], state["owner_trigger"]) == ("ollama", "request") and not state.get("intent_phase")
+        metrics = service.metrics()
+        assert 'gpu_lab_swaps_total{from="ollama",result="ok",to="vllm:qwen2.5-7b",trigger="request"} 1.0' in metrics
+        assert 'gpu_lab_swaps_total{from="vllm:qwen2.5-7b",result="refused",to="ollama",trigger="request"} 1.0' in metrics
+        assert 'gpu_lab_gpu_owner{owner="ollama"} 1.0' in metrics
+        # Only the lab's keys ask: without the service token nothing is decided.
+        assert service.ensure("qwen2.5-7b", token="wrong")[0] == 401
+    finally:
+        proxy.stop()
+        service.stop()
+        for gate in gates:
+            gate.stop()

@@ -1,0 +1,136 @@
+"""Run the REAL on-demand swap service (roles/gpu_demand/files/gpu_demand_server.py) for tests, the bench and the demo.
+
+Real: the server and module_utils/gpu_demand.py, run by the LiteLLM venv's Python (the image the lab runs it on:
+same litellm/prometheus_client pins, requirements/litellm.txt), the control plane it talks to, and its
+authentication: a ServiceAccount token of account gpu-swap, bound to exactly the swap's least-privilege RBAC
+(gpu_swap.rbac_objects), read from a token directory as the kubelet mounts it (kube_client's in-cluster transport).
+What differs from the pod: the API server is reached on 127.0.0.1 (KUBERNETES_SERVICE_HOST), the backends' URLs are
+the local stand-ins' instead of the Services' cluster DNS names, nvidia-smi is the test's fake script.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
+
+from tests.support.litellm_proxy import litellm_venv
+from tests.support.serve import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+FILES = REPO / "roles" / "gpu_demand" / "files"
+TOKEN = "gpu-demand-test-token-0123456789"
+
+
+def service_account_dir(kube, workdir, account="gpu-swap"):
+    """Apply the swap's RBAC objects, request a token of ``account`` and lay it out as the kubelet mounts it."""
+    from kubernetes import client as k8s  # pylint: disable=import-outside-toplevel
+    from ansible_collections.ailab.gpu_lab.plugins.module_utils import gpu_swap as gs  # pylint: disable=import-outside-toplevel
+
+    for obj in gs.rbac_objects(kube.namespace, account=account):
+        kube.apply(obj)
+    token = k8s.CoreV1Api(kube.client.client).create_namespaced_service_account_token(
+        account, kube.namespace, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                  "spec": {"expirationSeconds": 3600}}).status.token
+    with open(kube.kubeconfig, encoding="utf-8") as handle:
+        cluster = yaml.safe_load(handle)["clusters"][0]["cluster"]
+    sa_dir = Path(workdir) / "serviceaccount"
+    sa_dir.mkdir(parents=True, exist_ok=True)
+    (sa_dir / "token").write_text(token)
+    (sa_dir / "namespace").write_text(kube.namespace)
+    (sa_dir / "ca.crt").write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
+    server = urlsplit(cluster["server"])
+    return sa_dir, {"KUBERNETES_SERVICE_HOST": server.hostname, "KUBERNETES_SERVICE_PORT": str(server.port)}
+
+
+class DemandService:
+    """One service process; ``url``, ``ensure(alias)``, ``status()``, ``metrics()``, ``log()``."""
+
+    def __init__(self, config: dict, sa_dir: Path, api_env: dict, token: str = TOKEN):
+        self.config = config
+        self.sa_dir = sa_dir
+        self.api_env = api_env
+        self.token = token
+        self.port = free_port()
+        self.proc = None
+        self.dir = Path(tempfile.mkdtemp(prefix="gpu-demand-"))
+        self._log = self.dir / "service.log"
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        path = self.dir / "config.json"
+        path.write_text(json.dumps(self.config))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
+        env.update(self.api_env, GPU_DEMAND_TOKEN=self.token, PYTHONPATH=str(REPO / ".collections"),
+                   PYTHONDONTWRITEBYTECODE="1", NO_PROXY="*")
+        shutil.copy(FILES / "gpu_demand_server.py", self.dir / "gpu_demand_server.py")
+        with open(self._log, "ab") as log:
+            self.proc = subprocess.Popen([str(litellm_venv() / "bin" / "python"), str(self.dir / "gpu_demand_server.py"),
+                                          "--config", str(path), "--host", "127.0.0.1", "--port", str(self.port),
+                                          "--sa-dir", str(self.sa_dir)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gpu-demand exited with {self.proc.returncode}:\n{self.log()}")
+            if self.request("GET", "/healthz")[0] == 200:
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"gpu-demand not up after 30 s:\n{self.log()}")
+
+    def stop(self):
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
+
+    def log(self):
+        return self._log.read_text(errors="replace") if self._log.exists() else ""
+
+    def request(self, method, path, payload=None, token=None, timeout=180):
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        data = json.dumps(payload).encode() if payload is not None else None
+        req = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=timeout) as resp:
+                status, raw = resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            status, raw = err.code, err.read()
+        except OSError:
+            return None, None
+        text = raw.decode("utf-8", "replace")
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text
+
+    def ensure(self, alias, token=TOKEN):
+        return self.request("POST", "/v1/ensure", {"model": alias}, token=token)
+
+    def status(self):
+        return self.request("GET", "/v1/status")[1]
+
+    def metrics(self):
+        return self.request("GET", "/metrics")[1]
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
