@@ -357,7 +357,7 @@ class Demand(object):
         self._lock = threading.Lock()
         self._job = None
         self._activity = {}          # target -> wall time of the last request served by it
-        self._gaming_seen = None     # gaming_at of the last gaming signal handled
+        self._gaming_seen = None     # (gaming, gaming_at) of the last gaming signal handled
         self._retry_at = 0.0
         problems = policy_problems(self.policy, self.params.get("models") or [])
         if problems:
@@ -449,7 +449,7 @@ class Demand(object):
         if data.get("intent_phase") or self._job is not None or self.wall() < self._retry_at:
             return None
         gaming, at = data.get("gaming"), data.get("gaming_at")
-        if gaming in ("on", "off") and at and at != self._gaming_seen:
+        if gaming in ("on", "off") and at and (gaming, at) != self._gaming_seen:
             return self._gaming(data, gaming, at, owner)
         idle_after = self.policy["idle_after"]
         if idle_after and gaming != "on":
@@ -478,7 +478,7 @@ class Demand(object):
                 if result and result["ok"]:
                     self.cluster.write_state({"gaming_return_to": None})
         if result is None or result["ok"]:
-            self._gaming_seen = at
+            self._gaming_seen = (gaming, at)
         return result
 
     def _finish(self, job):

@@ -115,3 +115,46 @@ def test_a_request_hands_the_gpu_over_and_residency_and_the_lock_hold(kube, tmp_
         service.stop()
         for gate in gates:
             gate.stop()
+
+
+def test_idle_return_and_gaming_mode(kube, tmp_path, stand_ins):
+    """The idle return hands an unused GPU to idle_owner; the host's gaming signal (what the GameMode unit writes,
+    docs/provision.md) hands it to none, no request takes it back, and the end of the game returns it."""
+    lab = Lab(kube, tmp_path, owner="vllm", models=MODELS).setup()
+    gates = [ReadyGate(kube, "vllm", [stand_ins.vllm]).start(), ReadyGate(kube, "ollama", [stand_ins.ollama]).start()]
+    backends = {"vllm": stand_ins.vllm.url, "ollama": stand_ins.ollama.url}
+    service = service_for(kube, lab, tmp_path, backends, residency=0, idle_after=2, idle_owner="ollama")
+    cm = kube.client.resources.get(api_version="v1", kind="ConfigMap")
+
+    def signal(state):
+        cm.patch(name="gpu-lab-state", namespace=kube.namespace, content_type="application/merge-patch+json",
+                 body={"data": {"gaming": state, "gaming_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}})
+    try:
+        # Idle: nobody asked vLLM for 2 s (a record from before owner_since counts from the service's start).
+        kube.wait_for(lambda: lab.state().get("owner") == "ollama", timeout=60, what="the idle return to ollama")
+        assert lab.state()["owner_trigger"] == "idle" and lab.replicas() == {"ollama": 1, "vllm": 0}
+        # A game starts: the GPU goes to none, the owner it had is remembered.
+        signal("on")
+        kube.wait_for(lambda: lab.state().get("owner") == "none", timeout=60, what="gaming mode: owner none")
+        state = lab.state()
+        assert (state["owner_trigger"], state["gaming_return_to"]) == ("gamemode", "ollama"), state
+        assert lab.replicas() == {"ollama": 0, "vllm": 0}
+        # While the game runs no request takes the GPU back (the hosted fallback would answer through the gateway).
+        status, answer = service.ensure("qwen2.5-7b")
+        assert status == 200 and answer["action"] == "fallback" and "gaming mode" in answer["reason"], answer
+        assert answer["use"] == "cloud-fallback"
+        time.sleep(3)   # nor does the idle return (idle_owner ollama): the game holds the GPU
+        assert lab.state()["owner"] == "none"
+        # The game ends: the GPU goes back to the owner it had.
+        signal("off")
+        kube.wait_for(lambda: lab.state().get("owner") == "ollama" and not lab.state().get("gaming_return_to"),
+                      timeout=60, what="the end of the game: back to ollama")
+        assert lab.state()["owner_trigger"] == "gamemode" and lab.replicas() == {"ollama": 1, "vllm": 0}
+        metrics = service.metrics()
+        assert 'gpu_lab_swaps_total{from="vllm:qwen2.5-7b",result="ok",to="ollama",trigger="idle"} 1.0' in metrics
+        assert 'gpu_lab_swaps_total{from="ollama",result="ok",to="none",trigger="gamemode"} 1.0' in metrics
+        assert 'gpu_lab_swaps_total{from="none",result="ok",to="ollama",trigger="gamemode"} 1.0' in metrics
+    finally:
+        service.stop()
+        for gate in gates:
+            gate.stop()
