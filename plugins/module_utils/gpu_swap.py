@@ -34,6 +34,12 @@ import socket
 import time
 import uuid
 
+try:  # Python 3
+    from urllib.error import HTTPError, URLError
+    from urllib.request import Request, urlopen
+except ImportError:  # pragma: no cover - Python 2
+    from urllib2 import HTTPError, Request, URLError, urlopen  # type: ignore
+
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import catalog as cat
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import components as _components
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import gpu_capacity as cap
@@ -44,7 +50,8 @@ STATE_CONFIGMAP = "gpu-lab-state"
 LEASE_NAME = "gpu-lab-swap"
 BACKENDS = ("ollama", "vllm")
 OWNERS = BACKENDS + ("none",)
-INTENT_KEYS = ("intent_from", "intent_to", "intent_phase", "intent_holder", "intent_started_at", "intent_restore")
+INTENT_KEYS = ("intent_from", "intent_to", "intent_phase", "intent_holder", "intent_started_at", "intent_restore",
+               "intent_path")
 # Phases recorded in intent_phase, in order. Only "committing" (target verified, only the record
 # left to write) is completed by a recovering run; every earlier phase is rolled back.
 PHASES = ("begun", "stopping", "stopped", "starting", "verifying", "committing", "rolling_back")
@@ -84,8 +91,21 @@ MODEL_ANNOTATION = "ailab.gpu-lab/model"
 # The field manager of every change the swap makes to the GPU backends' Deployments; deploy applies the fields the
 # swap owns under this same name (SWAP_OWNED_PATHS, module_utils/apply.py), never under its own (docs/deploy.md).
 SWAP_FIELD_MANAGER = "ailab.gpu_lab.gpu-swap"
-# Ollama's port when its Service names none (the component registry's default, never a number of its own).
+# The fast path (docs/gpu_swap.md "Fast path: vLLM sleep mode"): the vllm role annotates vLLM's Deployment when it runs
+# with --enable-sleep-mode and VLLM_SERVER_DEV_MODE=1 (the ONE fact the swap reads), and labels its pods with the
+# route label its Service selects. With a time-sliced GPU (>= 2 slots) the hand-over vllm <-> ollama then moves the
+# VRAM, not the pods: vLLM is taken out of the route (its pod's route label off), drained, put to sleep (level 1) and
+# woken again. The record keeps VLLM_ASLEEP_KEY while vLLM sleeps (deploy keeps its replica then).
+SLEEP_ANNOTATION = "ailab.gpu-lab/sleep-mode"
+ROUTE_LABEL = "ailab.gpu-lab/route"
+VLLM_ASLEEP_KEY = "vllm_asleep"
+SLEEP_LEVEL = 1
+FAST_PATH = "sleep"  # intent_path while a swap takes the fast path
+RUNNING_METRIC = "vllm:num_requests_running"
+DRAIN_TIMEOUT = 120
+# Ollama's and vLLM's ports when their Service names none (the component registry's, never a number of its own).
 OLLAMA_DEFAULT_PORT = _components.REGISTRY["ollama"]["services"]["ollama"]["ports"]["http"]["port"]
+VLLM_DEFAULT_PORT = _components.REGISTRY["vllm"]["services"]["vllm"]["ports"]["http"]["port"]
 # What the swap owns in each GPU backend's Deployment (key paths; a step in the container list is its name).
 SWAP_OWNED_PATHS = {
     "ollama": [["spec", "replicas"], ["spec", "template", "spec", "nodeSelector"]],
@@ -112,6 +132,7 @@ _ROUTES = {
     "read_namespaced_service": ("GET", _NS + "/services/{name}"),
     "list_namespaced_pod": ("GET", _NS + "/pods"),
     "delete_namespaced_pod": ("DELETE", _NS + "/pods/{name}"),
+    "patch_namespaced_pod": ("PATCH", _NS + "/pods/{name}"),
     "list_namespaced_event": ("GET", _NS + "/events"),
     "list_node": ("GET", "/api/v1/nodes"),
     "list_pod_for_all_namespaces": ("GET", "/api/v1/pods"),
@@ -134,6 +155,7 @@ _RBAC = {
     "read_namespaced_service": ("", "services", "get", False),
     "list_namespaced_pod": ("", "pods", "list", False),
     "delete_namespaced_pod": ("", "pods", "delete", False),
+    "patch_namespaced_pod": ("", "pods", "patch", False),
     "list_namespaced_event": ("", "events", "list", False),
     "list_node": ("", "nodes", "list", True),
     "list_pod_for_all_namespaces": ("", "pods", "list", True),
@@ -599,6 +621,73 @@ def holder_identity():
     return "%s/%d/%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
 
 
+# ---------------------------------------------------------------- the fast path (pure)
+def metric_value(text, name):
+    """The sum of the samples of metric ``name`` in a Prometheus text exposition (``None`` when it has none)."""
+    total, found = 0.0, False
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        head = line.split("{", 1)[0].split(" ", 1)[0]
+        if head != name:
+            continue
+        try:
+            total += float(line.rsplit(" ", 1)[1] if "}" not in line else line.rsplit("}", 1)[1].split()[0])
+        except (IndexError, ValueError):
+            continue
+        found = True
+    return total if found else None
+
+
+def fast_path_blocker(current, target, vllm_dep, slots, asleep):
+    """Why the hand-over ``current`` -> ``target`` cannot move the VRAM instead of the pods, or ``None`` when it can.
+
+    The fast path needs: a hand-over between vLLM and Ollama (``none``, a game, still stops vLLM: a sleeping vLLM keeps
+    its CUDA context, about 1 GiB); vLLM's Deployment annotated by the vllm role (``vllm_sleep_mode``: the server runs
+    with ``--enable-sleep-mode`` and ``VLLM_SERVER_DEV_MODE=1``); at least 2 slots of the GPU resource on the node
+    (time-slicing: the sleeping vLLM keeps its pod and slot); for Ollama -> vLLM, a vLLM that sleeps (recorded) with
+    one replica, serving the target model (another model needs a reload: the slow path)."""
+    owners = set([current["owner"], target["owner"]])
+    if owners != set(["vllm", "ollama"]):
+        return "only a hand-over between vllm and ollama can (%s -> %s)" % (target_name(current), target_name(target))
+    annotations = ((vllm_dep or {}).get("metadata") or {}).get("annotations") or {}
+    if not annotations.get(SLEEP_ANNOTATION):
+        return "vLLM's Deployment has no %s annotation (vllm_sleep_mode is off)" % SLEEP_ANNOTATION
+    if slots < 2:
+        return "the node has %d slot(s) of the GPU resource; the fast path needs >= 2 (gpu_runtime_time_slicing_replicas)" \
+            % slots
+    if target["owner"] == "vllm":
+        replicas = ((vllm_dep or {}).get("spec") or {}).get("replicas", 1)
+        if not asleep or replicas < 1:
+            return "vLLM is not sleeping (it is started as usual)"
+        if annotations.get(MODEL_ANNOTATION) != target["model"]:
+            return "the sleeping vLLM serves %s, not %s (another model is loaded as usual)" % (
+                annotations.get(MODEL_ANNOTATION), target["model"])
+    return None
+
+
+def http_call(method, url, body=None, timeout=30.0):
+    """One HTTP request without proxies: ``(status, text)``; status ``None`` when nothing answered (refused, timeout).
+
+    The default of ``Swap(vllm_http=...)``: the in-cluster service reaches vLLM's Service; a test passes the
+    stand-in's URL (``vllm_url``)."""
+    data = json.dumps(body).encode("utf-8") if body is not None else (b"" if method == "POST" else None)
+    request = Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
+    request.get_method = lambda: method
+    try:
+        from urllib.request import ProxyHandler, build_opener  # pylint: disable=import-outside-toplevel
+    except ImportError:  # pragma: no cover - Python 2
+        from urllib2 import ProxyHandler, build_opener  # type: ignore  # pylint: disable=import-outside-toplevel
+    try:
+        response = build_opener(ProxyHandler({})).open(request, timeout=timeout)
+        return response.getcode(), response.read().decode("utf-8", "replace")
+    except HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8", "replace")
+    except (URLError, socket.error, ValueError) as exc:
+        return None, str(getattr(exc, "reason", exc))
+
+
 # ---------------------------------------------------------------- cluster access
 # The client (transports, in-cluster auth, retries) is kube_client's, shared with every module and the in-cluster
 # swap service; these names stay for callers of this module.
@@ -732,6 +821,11 @@ class Cluster(object):
                   content_type="application/json-patch+json", name=name, namespace=self.namespace, body=ops,
                   field_manager=SWAP_FIELD_MANAGER)
 
+    def label_pod(self, name, labels):
+        self.call("CoreV1Api", "patch_namespaced_pod", "label pod %s/%s" % (self.namespace, name),
+                  content_type="application/merge-patch+json", name=name, namespace=self.namespace,
+                  body={"metadata": {"labels": labels}}, field_manager=SWAP_FIELD_MANAGER)
+
     def delete_pod(self, name):
         self.call("CoreV1Api", "delete_namespaced_pod", "delete pod %s/%s" % (self.namespace, name), missing_ok=True,
                   name=name, namespace=self.namespace)
@@ -762,7 +856,7 @@ class Swap(object):
     """One step of a swap (the module runs one per task). ``params`` are the module's options."""
 
     def __init__(self, cluster, params, check_mode=False, clock=time.monotonic, wall=time.time, sleep=time.sleep,
-                 http=None):
+                 http=None, vllm_http=None):
         self.k = cluster
         self.p = params
         self.check_mode = check_mode
@@ -770,6 +864,11 @@ class Swap(object):
         self.wall = wall
         self.sleep = sleep
         self.http = http
+        # How the fast path reaches vLLM's HTTP (/metrics, /sleep, /wake_up, a warm-up request): (method, url, body,
+        # timeout) -> (status, text). The GPU host and the in-cluster service reach its Service (ClusterIP); the
+        # controller does not, so a driver there passes vllm_url (a tunnel) or its own callable.
+        self.vllm_http = vllm_http or http_call
+        self._intent = {}
         self.models = params.get("models") or []
         self.deployments = {"ollama": params.get("ollama_deployment") or "ollama",
                             "vllm": params.get("vllm_deployment") or "vllm"}
@@ -1027,6 +1126,7 @@ class Swap(object):
                                "model": ((dep.get("metadata") or {}).get("annotations") or {}).get(MODEL_ANNOTATION, "")}
         intent = dict((k, data[k]) for k in INTENT_KEYS if data.get(k))
         return {"owner": target_name(current), "current": current, "node": data.get("node", ""), "intent": intent,
+                "vllm_asleep": data.get(VLLM_ASLEEP_KEY) or "",
                 "recovery": recovery_action(data), "lock": lease_state(lease, self.wall()), "backends": backends}
 
     # -- the vLLM model
@@ -1078,6 +1178,94 @@ class Swap(object):
             self.k.patch_deployment(name, {"spec": {"template": {"spec": {"nodeSelector": {"kubernetes.io/hostname": node}}}}},
                                     "pin to node %s" % node)
 
+    # -- the fast path: vLLM sleeps and wakes (docs/gpu_swap.md "Fast path: vLLM sleep mode")
+    def fast_path(self, current, target, node, data):
+        """``(fast, why not)``: whether this hand-over moves the VRAM instead of the pods; why not, when vLLM runs in
+        sleep mode and the hand-over is between vLLM and Ollama but cannot (else ``None``)."""
+        vllm_dep = self.k.deployment(self.deployments["vllm"], missing_ok=True)
+        resource = self.p.get("resource_name") or cap.DEFAULT_RESOURCE
+        nodes = [n for n in self.k.call("CoreV1Api", "list_node", "list nodes")["items"] if n["metadata"]["name"] == node]
+        slots = int(cap.parse_quantity(((nodes[0].get("status") or {}).get("allocatable") or {}).get(resource))) \
+            if nodes else 0
+        why = fast_path_blocker(current, target, vllm_dep, slots, (data or {}).get(VLLM_ASLEEP_KEY))
+        annotated = SLEEP_ANNOTATION in (((vllm_dep or {}).get("metadata") or {}).get("annotations") or {})
+        worth_saying = annotated and set([current["owner"], target["owner"]]) == set(["vllm", "ollama"])
+        return why is None, (why if worth_saying else None)
+
+    def vllm_url(self):
+        """vLLM's base URL: ``vllm_url`` when given (a test's stand-in, a tunnel), else its Service's ClusterIP."""
+        return (self.p.get("vllm_url") or self.service_url(self.deployments["vllm"], VLLM_DEFAULT_PORT)).rstrip("/")
+
+    def _vllm(self, method, path, body=None, timeout=30.0, ok=(200,)):
+        """One request to vLLM; ``SwapError`` naming the request unless the status is in ``ok``."""
+        url = self.vllm_url()
+        if not url:
+            raise SwapError("vLLM's Service %s/%s has no ClusterIP, so %s %s cannot reach it"
+                            % (self.k.namespace, self.deployments["vllm"], method, path))
+        status, text = self.vllm_http(method, url + path, body, timeout)
+        if status not in ok:
+            raise SwapError("vLLM (%s) answered %s %s with %s: %s" % (url, method, path, status or "no answer",
+                                                                      (text or "").strip()[:300]))
+        return text
+
+    def route_vllm(self, on):
+        """Put vLLM's pods in or out of its Service (the route label its Service selects; a label of the pod, not of the
+        template: the ReplicaSet keeps the pod). Returns the pods relabelled."""
+        dep = self.k.deployment(self.deployments["vllm"])
+        value = "on" if on else "off"
+        changed = []
+        for pod in self.k.pods(dep):
+            meta = pod.get("metadata") or {}
+            if meta.get("deletionTimestamp") or pod_terminal(pod) or (meta.get("labels") or {}).get(ROUTE_LABEL) == value:
+                continue
+            if not self.check_mode:
+                self.k.label_pod(meta["name"], {ROUTE_LABEL: value})
+            changed.append(meta["name"])
+        return changed
+
+    def sleep_vllm(self):
+        """Out of the route, drained (``vllm:num_requests_running`` 0: a sleep during a decode crashed the engine,
+        vllm-project/vllm#45520), ``POST /sleep?level=1``, then ``/is_sleeping`` must say true. Returns seconds waited."""
+        t0 = self.clock()
+        self.route_vllm(False)
+        self.phase("take vLLM out of its Service (route label off)", t0)
+        t1 = self.clock()
+        last = {"running": None}
+
+        def drained():
+            last["running"] = metric_value(self._vllm("GET", "/metrics", timeout=10), RUNNING_METRIC)
+            if last["running"] is None:
+                raise SwapError("vLLM's /metrics has no %s: is it vLLM?" % RUNNING_METRIC)
+            return last["running"] == 0
+        waited = self.wait(drained, self.p.get("drain_timeout") or DRAIN_TIMEOUT,
+                           lambda: "vLLM still has %s request(s) running (%s); it was not put to sleep (raise "
+                                   "gpu_swap_drain_timeout for long generations)" % (last["running"], RUNNING_METRIC))
+        self.phase("drain vLLM (%s == 0)" % RUNNING_METRIC, t1, waited)
+        t2 = self.clock()
+        self._vllm("POST", "/sleep?level=%d" % SLEEP_LEVEL, timeout=120)
+        if not json.loads(self._vllm("GET", "/is_sleeping", timeout=10) or "{}").get("is_sleeping"):
+            raise SwapError("vLLM answered POST /sleep but /is_sleeping says false")
+        self.phase("vLLM sleeps (level %d: weights in host RAM, KV cache dropped)" % SLEEP_LEVEL, t2)
+        return waited
+
+    def wake_vllm(self, model):
+        """``POST /wake_up``, ``/is_sleeping`` false, one 1-token warm-up request to vLLM itself, then back in the
+        route. Returns seconds waited (none: every call answers when done)."""
+        t0 = self.clock()
+        self._vllm("POST", "/wake_up", timeout=300)
+        if json.loads(self._vllm("GET", "/is_sleeping", timeout=10) or "{}").get("is_sleeping"):
+            raise SwapError("vLLM answered POST /wake_up but /is_sleeping still says true")
+        self.phase("wake vLLM", t0)
+        t1 = self.clock()
+        answer = self._vllm("POST", "/v1/chat/completions", {
+            "model": cat.served_name(self.models, model), "max_tokens": 1,
+            "messages": [{"role": "user", "content": "gpu_swap warm-up"}]}, timeout=120)
+        self.phase("1-token warm-up request to vLLM", t1, answer=answer[:80])
+        t2 = self.clock()
+        self.route_vllm(True)
+        self.phase("vLLM back in its Service (route label on)", t2)
+        return 0.0
+
     # -- steps
     def _gap(self, name):
         """Record the time between the previous step and this one (the role's host-side task ran there)."""
@@ -1119,9 +1307,14 @@ class Swap(object):
         gpu_nodes = self.gpu_nodes()
         node = choose_node(self.p.get("node"), self.catalog_node(target), data.get("node"), gpu_nodes)
         running = self._running_backends()
+        if data.get(VLLM_ASLEEP_KEY) and target["owner"] == "ollama":
+            running = [o for o in running if o != "vllm"]  # a sleeping vLLM does not serve: Ollama has the GPU
+        fast, why_not = self.fast_path(current, target, node, data)
         plan_changes = target_name(target) != target_name(current) or node != data.get("node") or \
             any(o != target["owner"] for o in running) or (target["owner"] != "none" and target["owner"] not in running)
-        plan = self.plan(current, target, node)
+        plan = self.plan(current, target, node, fast)
+        if why_not:
+            self.notes.append("vLLM runs in sleep mode, but this hand-over takes the usual path: %s" % why_not)
         if not plan_changes:
             self.phase("begin", t0)
             return dict(self.report(), changed=bool(recovered), noop=True, current=target_name(current),
@@ -1130,10 +1323,11 @@ class Swap(object):
         waited = self.lock(self.p.get("lock_timeout") or 0)
         self.record({"intent_from": target_name(current), "intent_to": target_name(target), "intent_phase": "begun",
                      "intent_holder": self.holder, "intent_started_at": micro_time(self.wall()),
-                     "intent_restore": json.dumps(self.snapshot(), sort_keys=True)})
+                     "intent_restore": json.dumps(self.snapshot(), sort_keys=True),
+                     "intent_path": FAST_PATH if fast else None})
         self.phase("begin (validate, lock, record intent)", t0, waited)
         return dict(self.report(), changed=True, noop=False, current=target_name(current), target=target_name(target),
-                    node=node, plan=plan, recovered=recovered, multi_node=len(gpu_nodes) > 1,
+                    node=node, plan=plan, recovered=recovered, multi_node=len(gpu_nodes) > 1, fast_path=fast,
                     ollama_unload=current["owner"] == "ollama" or "ollama" in running,
                     ollama_service_url=self.service_url(self.deployments["ollama"], OLLAMA_DEFAULT_PORT),
                     probe_alias=probe_alias(self.models, target, self.p.get("probe_alias")))
@@ -1179,9 +1373,11 @@ class Swap(object):
                 out.append(owner)
         return out
 
-    def plan(self, current, target, node):
+    def plan(self, current, target, node, fast=False):
         """What this swap will do, one line per SEQUENCE step that applies to it, in SEQUENCE order."""
         alias = probe_alias(self.models, target, self.p.get("probe_alias"))
+        if fast:
+            return self._plan_fast(current, target, node, alias)
         lines = {
             "pull": [],  # ran already: the role pulls the weights before begin (gpu_swap_vllm_pull)
             "begin": ["record the intent %s -> %s and take Lease %s"
@@ -1199,12 +1395,35 @@ class Swap(object):
         }
         return [line for row in SEQUENCE for line in lines[row["step"]]]
 
+    def _plan_fast(self, current, target, node, alias):
+        """The fast path's plan (vLLM sleeps or wakes instead of stopping or starting), in SEQUENCE order."""
+        to_vllm = target["owner"] == "vllm"
+        lines = {
+            "pull": [],
+            "begin": ["record the intent %s -> %s (fast path: vLLM sleep mode) and take Lease %s"
+                      % (target_name(current), target_name(target), LEASE_NAME)],
+            "unload": ["unload Ollama's models (keep_alive: 0)"] if current["owner"] == "ollama" else [],
+            "stop": (["scale Deployment %s to 0 and wait until its pods are deleted" % self.deployments["ollama"]]
+                     if to_vllm else
+                     ["take vLLM out of its Service, wait until %s is 0, POST /sleep?level=%d, check /is_sleeping"
+                      % (RUNNING_METRIC, SLEEP_LEVEL)]),
+            "host-check": ["require a GPU slot of node %s in Kubernetes and the memory free on the host (nvidia-smi; "
+                           "the sleeping vLLM's CUDA context allowed)" % node],
+            "start": (["POST /wake_up, one 1-token warm-up request, vLLM back in its Service"] if to_vllm else
+                      ["scale Deployment %s to 1, wait for Ready" % self.deployments["ollama"]])
+            + (["send a request through the gateway to %s" % alias] if alias else [])
+            + ["record owner %s on node %s, release the lock" % (target_name(target), node)],
+            "rollback": [],
+        }
+        return [line for row in SEQUENCE for line in lines[row["step"]]]
+
     def _check_intent(self, step):
         """Act only on this run's own intent, in a phase this step may start from (TRANSITIONS), with the Lease."""
         if not self.holder:
             raise SwapError("holder is required for this step (the begin step returns it)")
         allowed = dict((name, froms) for name, froms, _records in TRANSITIONS)[step]
         data, self._state_exists = self.k.state()
+        self._intent = data
         if data.get("intent_holder") != self.holder or data.get("intent_phase") not in allowed:
             raise SwapError("the recorded swap intent is not this run's %s step to take (ConfigMap %s/%s: holder %s, phase "
                             "%s; this run is %s, step %s needs phase %s): another run recovered or took over this swap. "
@@ -1225,6 +1444,13 @@ class Swap(object):
         self.preflight(node)  # again: a pod may have started waiting for the GPU since begin
         removed = self.remove_failed_pods()
         self.set_phase("stopping")
+        waited_sleep = 0.0
+        if self._intent.get("intent_path") == FAST_PATH:
+            keep = "vllm"  # the fast path: vLLM keeps its pod (and slot); it sleeps (or sleeps already)
+            if parse_owner_text(self._intent.get("intent_from"))["owner"] == "vllm":
+                waited_sleep = self.sleep_vllm()
+                self.record({VLLM_ASLEEP_KEY: "level%d" % SLEEP_LEVEL})
+            t0 = self.clock()
         stopped = []
         for owner in BACKENDS:
             if owner == keep:
@@ -1242,8 +1468,12 @@ class Swap(object):
         t2 = self.clock()
         waited = self.wait_gpu_free(node)
         self.phase("require the GPU free in Kubernetes (gpu_capacity)", t2, waited)
-        self.set_phase("stopped")
-        return dict(self.report(), changed=bool(stopped or removed), stopped=stopped, removed_pods=removed)
+        changes = {"intent_phase": "stopped"}
+        if "vllm" in stopped:
+            changes[VLLM_ASLEEP_KEY] = None  # a sleeping vLLM stopped (a game, or another model) sleeps no more
+        self.record(changes)
+        return dict(self.report(), changed=bool(stopped or removed or waited_sleep or keep == "vllm"), stopped=stopped,
+                    removed_pods=removed)
 
     def start(self, target_text, node, multi_node=False, verify=None):
         """Start the target, wait for Ready, verify through the gateway, commit, unlock."""
@@ -1252,12 +1482,19 @@ class Swap(object):
         target = parse_owner_text(target_text)
         t0 = self.clock()
         self.set_phase("starting")
-        if target["owner"] == "vllm":
+        fast = self._intent.get("intent_path") == FAST_PATH
+        asleep = {}
+        if fast:  # the record says whether vLLM sleeps (deploy keeps its replica then)
+            asleep = {VLLM_ASLEEP_KEY: None if target["owner"] == "vllm" else "level%d" % SLEEP_LEVEL}
+        if fast and target["owner"] == "vllm":
+            self.wake_vllm(target["model"])  # wake, 1-token warm-up, back in the route: no pod starts
+        elif target["owner"] == "vllm":
             self.set_vllm_model(target["model"], node, multi_node)
         if target["owner"] != "none":
-            self.pin_node(target["owner"], node, multi_node)
-            self.k.scale(self.deployments[target["owner"]], 1)
-            self.phase("scale %s to 1" % self.deployments[target["owner"]], t0)
+            if not (fast and target["owner"] == "vllm"):
+                self.pin_node(target["owner"], node, multi_node)
+                self.k.scale(self.deployments[target["owner"]], 1)
+                self.phase("scale %s to 1" % self.deployments[target["owner"]], t0)
             t1 = self.clock()
             waited = self.wait_ready(target["owner"])
             self.phase("wait for Ready", t1, waited)
@@ -1267,7 +1504,7 @@ class Swap(object):
                 answer, waited = verify(self)
                 self.phase("request through the gateway", t2, waited, answer=answer)
         t3 = self.clock()
-        self.set_phase("committing")
+        self.record(dict({"intent_phase": "committing"}, **asleep))
         self.commit(target, node)
         self.phase("record the owner, release the lock", t3)
         return dict(self.report(), changed=True, owner=target_name(target))
@@ -1296,6 +1533,8 @@ class Swap(object):
             self.lock(self.p.get("lock_timeout") or 0)
         self.renew(force=True)
         self.set_phase("rolling_back")
+        if data.get("intent_path") == FAST_PATH:
+            return self._rollback_fast(previous, attempted, node, reason, t0)
         restore = data.get("intent_restore")
         keep = previous["owner"] if previous["owner"] != "none" else None
         if keep and restore:
@@ -1324,8 +1563,52 @@ class Swap(object):
         if previous["owner"] != "none":
             self.k.scale(self.deployments[previous["owner"]], 1)
             waited += self.wait_ready(previous["owner"])
+        self.record({VLLM_ASLEEP_KEY: None})  # every backend but the previous owner is stopped: none sleeps
         self.commit(previous, node)
         self.phase("rollback to %s%s" % (target_name(previous), " (%s)" % reason if reason else ""), t0, waited)
+        return dict(self.report(), changed=True, restored=target_name(previous), attempted=target_name(attempted))
+
+    def _restart_vllm(self, node, why, start):
+        """vLLM could not be woken or put to sleep (its engine died, or it is out of this run's reach): stop its pod,
+        as the slow path does, and start it again when ``start`` (a fresh vLLM loads the model and is awake)."""
+        self.notes.append("vLLM could not be %s (%s): its pod was %s" % (
+            "woken" if start else "put to sleep again", why, "restarted" if start else "stopped"))
+        name = self.deployments["vllm"]
+        if (self.k.deployment(name).get("spec") or {}).get("replicas", 1) > 0:
+            self.k.scale(name, 0)
+        waited = self.wait_stopped("vllm", node)
+        if start:
+            self.k.scale(name, 1)
+        return waited
+
+    def _rollback_fast(self, previous, attempted, node, reason, t0):
+        """Undo a fast-path hand-over: vllm -> ollama: Ollama stopped, vLLM woken and routed again; ollama -> vllm: vLLM
+        out of the route and asleep again (stopped when that fails), Ollama back. Then record and unlock."""
+        waited = 0.0
+        asleep = None
+        if previous["owner"] == "vllm":
+            dep = self.k.deployment(self.deployments["ollama"], missing_ok=True)
+            if dep is not None and (dep.get("spec") or {}).get("replicas", 1) > 0:
+                self.k.scale(self.deployments["ollama"], 0)
+            self.remove_failed_pods()
+            waited += self.wait_stopped("ollama", node)
+            try:
+                self.wake_vllm(previous["model"])  # a vLLM still awake answers /wake_up with 200 too
+            except SwapError as exc:
+                waited += self._restart_vllm(node, str(exc), start=True)
+            waited += self.wait_ready("vllm")
+        else:
+            try:
+                waited += self.sleep_vllm()
+                asleep = "level%d" % SLEEP_LEVEL
+            except SwapError as exc:
+                waited += self._restart_vllm(node, str(exc), start=False)
+            self.k.scale(self.deployments["ollama"], 1)
+            waited += self.wait_ready("ollama")
+        self.record({VLLM_ASLEEP_KEY: asleep})
+        self.commit(previous, node)
+        self.phase("rollback to %s, fast path%s" % (target_name(previous), " (%s)" % reason if reason else ""), t0,
+                   waited)
         return dict(self.report(), changed=True, restored=target_name(previous), attempted=target_name(attempted))
 
     def recover(self, internal=False):

@@ -1,0 +1,131 @@
+"""The fast path of the GPU hand-over (vLLM sleep mode) against the real control plane.
+
+Real: kube-apiserver, controller-manager (the Deployment, ReplicaSet and Endpoints controllers), scheduler, with a
+node of 2 nvidia.com/gpu slots (time-slicing replicas 2); the swap core (``gpu_swap.Swap``) driven step by step as
+the role's block/rescue and the in-cluster swap service drive it (tests/support/gpu_swap_sleep.py).
+Simulated: pods run nothing (kwok); vLLM is tests/support/vllm_backend.py, which implements vLLM v0.11's /sleep,
+/wake_up, /is_sleeping and /metrics as vLLM's source has them, and fails as vLLM was reported to fail (a sleep while
+a request decodes, or a request to a sleeping engine, kills the engine and the server); its GPU memory is EMULATED.
+Not here (a real GPU): the memory nvidia-smi shows after the sleep, the wake's real duration (docs/gpu_swap.md).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from ansible_collections.ailab.gpu_lab.plugins.module_utils import gpu_swap as gs
+
+from tests.support.gpu_swap_sleep import SleepLab, drive_swap
+from tests.support.vllm_backend import VLLMBackend
+
+MODEL = "qwen2.5-7b"
+
+
+def chat(vllm, results):
+    """A client request that reached vLLM through its Service before the swap took vLLM out of it."""
+    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "a long answer"}]}).encode()
+    request = urllib.request.Request(vllm.v1 + "/chat/completions", data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            results.append(response.status)
+    except Exception as exc:  # noqa: BLE001 - the test asserts on what the client saw
+        results.append(repr(exc))
+
+
+def pod_uids(lab, name):
+    return sorted(p["metadata"]["uid"] for p in lab.pods(name))
+
+
+def settled(lab, owner, asleep):
+    """The record, the lock and the Deployments after a fast-path hand-over."""
+    data = lab.state()
+    problems = [k for k in data if k.startswith("intent_")]
+    if data.get("owner") != owner or data.get(gs.VLLM_ASLEEP_KEY, "") != asleep:
+        problems.append(f"recorded {data}")
+    if ((lab.lease() or {}).get("spec") or {}).get("holderIdentity"):
+        problems.append("lock held")
+    want = {"ollama": 1 if owner == "ollama" else 0, "vllm": 1 if owner == "vllm" or asleep else 0}
+    if lab.replicas() != want:
+        problems.append(f"replicas {lab.replicas()}, want {want}")
+    if not lab.ready(owner):
+        problems.append(f"{owner} not Ready")
+    return problems
+
+
+@pytest.fixture
+def vllm():
+    with VLLMBackend(served_models=[MODEL]) as server:
+        yield server
+
+
+def test_vllm_to_ollama_and_back_moves_the_vram_not_the_pod(kube, tmp_path, vllm):
+    lab = SleepLab(kube, tmp_path, owner="vllm", model=MODEL).setup()
+    uids = pod_uids(lab, "vllm")
+    assert lab.route_label() == ["on"] and lab.vllm_endpoints(), "vLLM's pod is in its Service"
+    awake_mib = vllm.gpu_memory_mib
+
+    # a request is decoding when the hand-over starts: the swap must wait for it (a sleep now kills the engine)
+    vllm.set_delay(2.0)
+    results = []
+    client = threading.Thread(target=chat, args=(vllm, results))
+    client.start()
+    time.sleep(0.3)
+    report = drive_swap(lab, "ollama", vllm.url)
+    client.join()
+    vllm.set_delay(0)
+    assert report["fast_path"] is True
+    assert vllm.engine_dead is None and results == [200], (vllm.engine_dead, results)
+    sleeps = [running for _t, call, running in vllm.calls if call == "sleep"]
+    assert sleeps == [0], "vLLM was put to sleep once, with no request running"
+    problems = settled(lab, "ollama", "level1")
+    assert not problems, problems
+    assert pod_uids(lab, "vllm") == uids, "the fast path deleted or replaced vLLM's pod"
+    assert lab.route_label() == ["off"]
+    kube.wait_for(lambda: not lab.vllm_endpoints(), timeout=30, what="the Endpoints controller to drop vLLM's pod")
+    assert vllm.sleep_level == 1 and vllm.gpu_memory_mib == vllm.context_mib < awake_mib  # emulated memory
+    phases = [p["name"] for p in report["phases"]]
+    assert "drain vLLM (vllm:num_requests_running == 0)" in phases
+
+    ollama_uids = pod_uids(lab, "ollama")
+    again = drive_swap(lab, "ollama", vllm.url)  # already there: nothing to do, vLLM's sleep is no reason to swap
+    assert again["noop"] is True
+
+    vllm.requests.clear()
+    report = drive_swap(lab, f"vllm:{MODEL}", vllm.url)
+    assert report["fast_path"] is True
+    problems = settled(lab, "vllm", "")
+    assert not problems, problems
+    assert pod_uids(lab, "vllm") == uids, "the fast path deleted or replaced vLLM's pod"
+    assert ollama_uids and not lab.pods("ollama"), "Ollama was stopped"
+    assert vllm.sleep_level == 0 and vllm.gpu_memory_mib == awake_mib
+    warmups = [r for r in vllm.requests if r["path"] == "/v1/chat/completions"]
+    assert [r["model"] for r in warmups] == [MODEL], "one warm-up request before vLLM is routed again"
+    assert lab.route_label() == ["on"]
+    kube.wait_for(lab.vllm_endpoints, timeout=30, what="the Endpoints controller to list vLLM's pod again")
+    assert vllm.engine_dead is None
+
+
+def test_a_wake_that_fails_rolls_back_to_ollama_with_vllm_asleep_and_a_game_still_stops_vllm(kube, tmp_path, vllm):
+    lab = SleepLab(kube, tmp_path, owner="vllm", model=MODEL).setup()
+    uids = pod_uids(lab, "vllm")
+    drive_swap(lab, "ollama", vllm.url)
+    vllm.fail_wake = True  # POST /wake_up answers 500 (vllm-project/vllm#36753)
+    with pytest.raises(gs.SwapError, match=r"answered POST /wake_up with 500"):
+        drive_swap(lab, f"vllm:{MODEL}", vllm.url)
+    problems = settled(lab, "ollama", "level1")
+    assert not problems, problems
+    assert pod_uids(lab, "vllm") == uids and lab.route_label() == ["off"]
+    assert vllm.sleep_level == 1 and vllm.engine_dead is None
+    assert not [r for r in vllm.requests if r["path"] == "/v1/chat/completions"], "no request reached the sleeping vLLM"
+
+    vllm.fail_wake = False
+    report = drive_swap(lab, "none", vllm.url)  # a game: vLLM's CUDA context must go too, so its pod stops
+    assert report["fast_path"] is False
+    problems = settled(lab, "none", "")
+    assert not problems or problems == ["none not Ready"], problems
+    assert lab.replicas() == {"ollama": 0, "vllm": 0} and not lab.pods("vllm")
