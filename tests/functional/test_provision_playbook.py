@@ -211,8 +211,8 @@ def test_render_only_with_the_default_inventory(tmp_path):
     first = run_playbook("-e", "provision_render_dir=%s" % out_dir)
     assert recap(first.stdout)["changed"] > 0
     files = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*.nix"))
-    assert files == ["flake.nix", "hosts/gpu-box/default.nix", "hosts/gpu-box/hardware.nix", "hosts/gpu-box/k3s.nix",
-                     "hosts/gpu-box/networking.nix", "hosts/gpu-box/tailscale.nix"]
+    assert files == ["flake.nix", "hosts/gpu-box/default.nix", "hosts/gpu-box/gamemode.nix", "hosts/gpu-box/hardware.nix",
+                     "hosts/gpu-box/k3s.nix", "hosts/gpu-box/networking.nix", "hosts/gpu-box/tailscale.nix"]
     for name in files:
         subprocess.run(["nix-instantiate", "--parse", str(out_dir / name)], check=True, capture_output=True, timeout=30)
     second = run_playbook("-e", "provision_render_dir=%s" % out_dir)

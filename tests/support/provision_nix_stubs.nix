@@ -38,6 +38,8 @@ let
     htop = stubPkg "htop";
     nvtopPackages.full = stubPkg "nvtop";
     nvidia-container-toolkit = { tools = stubPkg "nvidia-container-toolkit-tools"; };
+    # writeShellScript name text -> "/nix/store/stub-<name>" (the text is the rendered file next to the module)
+    writeShellScript = name: text: stubPkg name;
     linuxPackages = kernelPackages;
     linuxPackages_latest = kernelPackages;
     linuxPackages_6_6 = kernelPackages;
@@ -47,6 +49,8 @@ let
     boot.kernelPackages = kernelPackages;
     hardware.nvidia.package = kernelPackages.nvidiaPackages.stable;
     services.tailscale = { enable = true; port = 41641; };
+    services.k3s.package = stubPkg "k3s";
+    systemd.package = stubPkg "systemd";
   };
   clean = v:
     if builtins.isFunction v then "<function>"
