@@ -377,6 +377,7 @@ class Demand(object):
                          **{"from": result.get("from") or "unknown", "to": job.target})
         if result["ok"]:
             self._activity[job.target] = self.wall()
+            self.observe("owner", owner=gs.parse_owner_text(job.target)["owner"])
         job.result = result
         job.done.set()
         with self._lock:

@@ -72,8 +72,9 @@ def test_a_request_hands_the_gpu_over_and_residency_and_the_lock_hold(kube, tmp_
     gates = [ReadyGate(kube, "vllm", [stand_ins.vllm]).start(), ReadyGate(kube, "ollama", [stand_ins.ollama]).start()]
     backends = {"vllm": stand_ins.vllm.url, "ollama": stand_ins.ollama.url}
     service = service_for(kube, lab, tmp_path, backends, hold_budget=60, residency=8)
-    proxy = gateway_with_hook(tmp_path / "gw", stand_ins, service)
+    proxy = None
     try:
+        proxy = gateway_with_hook(tmp_path / "gw", stand_ins, service)
         # 1. Ollama owns the GPU; a request for the vLLM alias takes it, held until vLLM answers.
         started = time.monotonic()
         status, body = proxy.chat("qwen2.5-7b", "which backend?", timeout=120)
@@ -107,11 +108,14 @@ def test_a_request_hands_the_gpu_over_and_residency_and_the_lock_hold(kube, tmp_
         metrics = service.metrics()
         assert 'gpu_lab_swaps_total{from="ollama",result="ok",to="vllm:qwen2.5-7b",trigger="request"} 1.0' in metrics
         assert 'gpu_lab_swaps_total{from="vllm:qwen2.5-7b",result="refused",to="ollama",trigger="request"} 1.0' in metrics
-        assert 'gpu_lab_gpu_owner{owner="ollama"} 1.0' in metrics
+        # the owner gauge follows the record (set by the hand-over, then by every poll)
+        kube.wait_for(lambda: 'gpu_lab_gpu_owner{owner="ollama"} 1.0' in service.metrics(), timeout=5,
+                      what="gauge gpu_lab_gpu_owner on ollama")
         # Only the lab's keys ask: without the service token nothing is decided.
         assert service.ensure("qwen2.5-7b", token="wrong")[0] == 401
     finally:
-        proxy.stop()
+        if proxy is not None:
+            proxy.stop()
         service.stop()
         for gate in gates:
             gate.stop()
