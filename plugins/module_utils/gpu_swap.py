@@ -102,6 +102,7 @@ VLLM_ASLEEP_KEY = "vllm_asleep"
 SLEEP_LEVEL = 1
 FAST_PATH = "sleep"  # intent_path while a swap takes the fast path
 RUNNING_METRIC = "vllm:num_requests_running"
+WAITING_METRIC = "vllm:num_requests_waiting"
 DRAIN_TIMEOUT = 120
 # Ollama's and vLLM's ports when their Service names none (the component registry's, never a number of its own).
 OLLAMA_DEFAULT_PORT = _components.REGISTRY["ollama"]["services"]["ollama"]["ports"]["http"]["port"]
@@ -1233,13 +1234,16 @@ class Swap(object):
         last = {"running": None}
 
         def drained():
-            last["running"] = metric_value(self._vllm("GET", "/metrics", timeout=10), RUNNING_METRIC)
-            if last["running"] is None:
+            text = self._vllm("GET", "/metrics", timeout=10)
+            running = metric_value(text, RUNNING_METRIC)
+            if running is None:
                 raise SwapError("vLLM's /metrics has no %s: is it vLLM?" % RUNNING_METRIC)
+            last["running"] = running + (metric_value(text, WAITING_METRIC) or 0)  # a waiting request runs next
             return last["running"] == 0
         waited = self.wait(drained, self.p.get("drain_timeout") or DRAIN_TIMEOUT,
-                           lambda: "vLLM still has %s request(s) running (%s); it was not put to sleep (raise "
-                                   "gpu_swap_drain_timeout for long generations)" % (last["running"], RUNNING_METRIC))
+                           lambda: "vLLM still has %s request(s) running or waiting (%s, %s); it was not put to sleep "
+                                   "(raise gpu_swap_drain_timeout for long generations)"
+                                   % (last["running"], RUNNING_METRIC, WAITING_METRIC))
         self.phase("drain vLLM (%s == 0)" % RUNNING_METRIC, t1, waited)
         t2 = self.clock()
         self._vllm("POST", "/sleep?level=%d" % SLEEP_LEVEL, timeout=120)
@@ -1252,7 +1256,8 @@ class Swap(object):
         """``POST /wake_up``, ``/is_sleeping`` false, one 1-token warm-up request to vLLM itself, then back in the
         route. Returns seconds waited (none: every call answers when done)."""
         t0 = self.clock()
-        self._vllm("POST", "/wake_up", timeout=300)
+        self._vllm("GET", "/is_sleeping", timeout=10)  # reachable at all (fails fast, before a long wake timeout)
+        self._vllm("POST", "/wake_up", timeout=120)
         if json.loads(self._vllm("GET", "/is_sleeping", timeout=10) or "{}").get("is_sleeping"):
             raise SwapError("vLLM answered POST /wake_up but /is_sleeping still says true")
         self.phase("wake vLLM", t0)

@@ -129,3 +129,32 @@ def test_a_wake_that_fails_rolls_back_to_ollama_with_vllm_asleep_and_a_game_stil
     problems = settled(lab, "none", "")
     assert not problems or problems == ["none not Ready"], problems
     assert lab.replicas() == {"ollama": 0, "vllm": 0} and not lab.pods("vllm")
+
+
+def test_a_run_that_dies_after_vllm_slept_is_rolled_back_by_the_next_run(kube, tmp_path, vllm):
+    """The run dies after stop (vLLM asleep and out of its Service, intent phase stopped); the next run's recovery
+    (step begin, as deploy's recover entry point and the swap service run it) wakes vLLM and routes it again. A
+    recovering run that cannot reach vLLM (no vllm_url: the controller does not reach the ClusterIP) restarts it."""
+    lab = SleepLab(kube, tmp_path, owner="vllm", model=MODEL).setup()
+    uids = pod_uids(lab, "vllm")
+    params = lab.params(vllm.url, lease_duration=2)  # the dead run's lock expires 2 s after its last renewal
+    cluster = lab.cluster()
+    begun = gs.Swap(cluster, params).begin("ollama")
+    gs.Swap(cluster, dict(params, holder=begun["holder"])).stop(begun["node"])
+    assert lab.state()["intent_phase"] == "stopped" and vllm.sleep_level == 1 and lab.route_label() == ["off"]
+    # ... the run dies here. The next run recovers before it does anything else:
+    report = gs.Swap(cluster, lab.params(vllm.url)).begin(f"vllm:{MODEL}")
+    assert report["recovered"]["action"] == "rollback" and report["noop"] is True
+    problems = settled(lab, "vllm", "")
+    assert not problems, problems
+    assert vllm.sleep_level == 0 and lab.route_label() == ["on"] and pod_uids(lab, "vllm") == uids
+
+    begun = gs.Swap(cluster, params).begin("ollama")
+    gs.Swap(cluster, dict(params, holder=begun["holder"])).stop(begun["node"])
+    # recovered from where vLLM cannot be reached: its Service's ClusterIP (the stand-in is not behind it)
+    report = gs.Swap(cluster, lab.params("", delete_timeout=60)).begin(f"vllm:{MODEL}")
+    assert report["recovered"]["action"] == "rollback"
+    problems = settled(lab, "vllm", "")
+    assert not problems, problems
+    assert pod_uids(lab, "vllm") != uids, "vLLM out of reach is restarted (a fresh vLLM is awake), not left asleep"
+    assert any("vLLM could not be woken" in note for note in report["notes"]), report["notes"]
