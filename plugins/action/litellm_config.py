@@ -41,6 +41,7 @@ class ActionModule(ActionBase):
         try:
             built = _litellm.build(config=p["config"], models=p["models"], routes=p["routes"], namespace=p["namespace"],
                                    vllm_api_base=p["vllm_api_base"], ollama_api_base=p["ollama_api_base"],
+                                   ollama_embed_api_base=p["ollama_embed_api_base"],
                                    provided_env=p["provided_env"], allow_duplicate_aliases=p["allow_duplicate_aliases"],
                                    allow_literal_secrets=p["allow_literal_secrets"],
                                    allow_unknown_keys=p["allow_unknown_keys"])

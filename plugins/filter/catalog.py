@@ -20,10 +20,11 @@ def catalog_validate(models, routes=None):
     return _catalog.validate_catalog(models, routes)
 
 
-def catalog_litellm_model_list(models, namespace="ai-lab", vllm_api_base=None, ollama_api_base=None):
+def catalog_litellm_model_list(models, namespace="ai-lab", vllm_api_base=None, ollama_api_base=None,
+                               ollama_embed_api_base=None):
     """LiteLLM model_list derived from the catalog."""
     return _catalog.litellm_model_list(models, namespace=namespace, vllm_api_base=vllm_api_base,
-                                       ollama_api_base=ollama_api_base)
+                                       ollama_api_base=ollama_api_base, ollama_embed_api_base=ollama_embed_api_base)
 
 
 def catalog_litellm_fallbacks(routes, models=None):

@@ -15,16 +15,22 @@ from ansible_collections.ailab.gpu_lab.plugins.module_utils import catalog as _c
 _PULL_BACKENDS = {"vllm": "huggingface", "ollama": "ollama"}
 
 
-def model_pulls(models, backend=None):
-    """List of ``{name, backend, source, revision}`` for the self-hosted catalog entries.
+def model_pulls(models, backend=None, service=None):
+    """List of ``{name, names, backend, source, revision, service}`` for the self-hosted catalog entries.
 
     vLLM entries become ``backend: huggingface`` (with their pinned ``revision``), Ollama entries
-    ``backend: ollama`` (``revision: null``). Hosted providers need no download and are left out.
-    Several aliases of the same source/revision give one pull. ``backend`` keeps only
-    ``ollama`` or ``huggingface`` (``vllm`` accepted) entries.
+    ``backend: ollama`` (``revision: null``) with ``service``, the Ollama that serves them (``ollama``, the GPU
+    backend, for chat models; ``ollama-embed``, on CPU, for embedding models: catalog.ollama_service()).
+    Hosted providers need no download and are left out. Several aliases of the same source/revision (and
+    Ollama) give one pull. ``backend`` keeps only ``ollama`` or ``huggingface`` (``vllm`` accepted) entries,
+    ``service`` only the pulls of that Ollama.
     """
     if backend is not None and backend not in ("ollama", "huggingface", "vllm"):
         raise AnsibleFilterError("model_pulls: backend must be 'ollama', 'huggingface' or 'vllm', got %r" % (backend,))
+    services = sorted(set(_catalog.OLLAMA_SERVICES.values()))
+    if service is not None and service not in services:
+        raise AnsibleFilterError("model_pulls: service must be one of the Ollama Services %s, got %r"
+                                 % (", ".join(services), service))
     want = _PULL_BACKENDS.get(backend, backend)
     try:
         entries = _catalog.validate_catalog(models)
@@ -33,14 +39,15 @@ def model_pulls(models, backend=None):
     pulls, seen = [], {}
     for entry in entries:
         kind = _PULL_BACKENDS.get(entry["backend"])
-        if kind is None or (want and kind != want):
+        target = _catalog.ollama_service(entry)
+        if kind is None or (want and kind != want) or (service and target != service):
             continue
-        key = (kind, entry["source"], entry.get("revision"))
+        key = (kind, target, entry["source"], entry.get("revision"))
         if key in seen:
             seen[key]["names"].append(entry["name"])
             continue
         item = {"name": entry["name"], "names": [entry["name"]], "backend": kind, "source": entry["source"],
-                "revision": entry.get("revision") if kind == "huggingface" else None}
+                "revision": entry.get("revision") if kind == "huggingface" else None, "service": target}
         seen[key] = item
         pulls.append(item)
     return pulls

@@ -398,6 +398,20 @@ def litellm_provider(entry):
     return backend
 
 
+# The Service of the ollama component that serves an Ollama entry, by mode (docs/deploy.md "Embeddings on CPU"):
+# embedding models run on the CPU Ollama, which no swap touches, so an embedding request never needs the GPU
+# and RAG keeps working whoever owns it; chat models run on the GPU Ollama. The pulls (filter model_pulls) and the
+# gateway's api_base (litellm_model_list) both read it here.
+OLLAMA_SERVICES = {"chat": "ollama", "embedding": "ollama-embed"}
+
+
+def ollama_service(entry):
+    """``ollama`` (the GPU backend) or ``ollama-embed`` (CPU) for an Ollama catalog entry, else None."""
+    if entry.get("backend") != "ollama":
+        return None
+    return OLLAMA_SERVICES[entry.get("mode") or "chat"]
+
+
 def litellm_model(entry):
     """``litellm_params.model`` for an entry. vLLM is addressed by its served name == ``name``."""
     if entry["backend"] == "vllm":
@@ -409,26 +423,29 @@ def env_ref(name):
     return "os.environ/" + name
 
 
-def litellm_model_list(models, namespace="ai-lab", vllm_api_base=None, ollama_api_base=None, validate=True):
+def litellm_model_list(models, namespace="ai-lab", vllm_api_base=None, ollama_api_base=None, validate=True,
+                       ollama_embed_api_base=None):
     """Derive LiteLLM's ``model_list`` from the catalog.
 
-    ``vllm_api_base`` / ``ollama_api_base`` are the gateway's URLs of the GPU backends: the deploy playbook
-    passes them from the component registry (resolved ports); without them, the registry's default ports in
-    ``namespace`` (module_utils/components.py). A catalog entry's own ``api_base`` wins over both.
+    ``vllm_api_base`` / ``ollama_api_base`` / ``ollama_embed_api_base`` are the gateway's URLs of vLLM, the GPU
+    Ollama (chat models) and the CPU Ollama (embedding models, ``ollama_service()``): the deploy playbook passes
+    them from the component registry (resolved ports); without them, the registry's default ports in
+    ``namespace`` (module_utils/components.py). A catalog entry's own ``api_base`` wins over all.
     """
     if validate:
         models = validate_catalog(models)
-    in_cluster = _components.gateway_api_bases(_components.resolve(namespace=namespace))
-    vllm_api_base = vllm_api_base or in_cluster["vllm_api_base"]
-    ollama_api_base = ollama_api_base or in_cluster["ollama_api_base"]
+    bases = _components.gateway_api_bases(_components.resolve(namespace=namespace))
+    given = {"vllm_api_base": vllm_api_base, "ollama_api_base": ollama_api_base,
+             "ollama_embed_api_base": ollama_embed_api_base}
+    bases.update((key, value) for key, value in given.items() if value)
+    by_server = {"vllm": bases["vllm_api_base"], "ollama": bases["ollama_api_base"],
+                 "ollama-embed": bases["ollama_embed_api_base"]}
     result = []
     for entry in models:
         params = {"model": litellm_model(entry)}
         base = entry.get("api_base")
-        if not base and entry["backend"] == "vllm":
-            base = vllm_api_base
-        if not base and entry["backend"] == "ollama":
-            base = ollama_api_base
+        if not base and entry["backend"] in SELF_HOSTED_BACKENDS:
+            base = by_server[ollama_service(entry) or entry["backend"]]
         if base:
             params["api_base"] = base
         if entry.get("api_key_env"):

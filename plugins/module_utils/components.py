@@ -55,10 +55,13 @@ REGISTRY = {
     },
     "ollama": {
         "default": True, "tags": ["ollama"], "gpu_backend": True,
-        "services": {"ollama": {"ports": {"http": {"port": 11434, "var": "ollama_port"}}}},
-        "flows": [{"from": "litellm", "port": "ollama.http"}],
+        # ollama: the GPU backend (chat models); ollama-embed: a second Ollama on CPU for the catalog's embedding
+        # models (never swapped, so embeddings work whoever owns the GPU; docs/deploy.md "Embeddings on CPU").
+        "services": {"ollama": {"ports": {"http": {"port": 11434, "var": "ollama_port"}}},
+                     "ollama-embed": {"ports": {"http": {"port": 11434, "var": "ollama_embed_port"}}}},
+        "flows": [{"from": "litellm", "port": "ollama.http"}, {"from": "litellm", "port": "ollama-embed.http"}],
         "calls": ["internet"],
-        "volumes": ["ollama_backup_tier"],
+        "volumes": ["ollama_backup_tier", "ollama_embed_backup_tier"],
     },
     "vllm": {
         "default": True, "tags": ["vllm"], "gpu_backend": True,
@@ -230,7 +233,10 @@ def port(view, component, service, port_name="http"):
 
 
 def gateway_api_bases(view):
-    """The gateway's in-cluster api_base of each GPU backend: {vllm_api_base, ollama_api_base} (vLLM's
-    OpenAI API under /v1; Ollama's native API at the root, as LiteLLM's ollama provider calls it)."""
+    """The gateway's in-cluster api_base of each self-hosted server: {vllm_api_base, ollama_api_base,
+    ollama_embed_api_base} (vLLM's OpenAI API under /v1; Ollama's native API at the root, as LiteLLM's ollama
+    provider calls it; the CPU Ollama of the embedding models likewise)."""
+    ollama = view["components"]["ollama"]["services"]
     return {"vllm_api_base": view["components"]["vllm"]["services"]["vllm"]["urls"]["http"] + "/v1",
-            "ollama_api_base": view["components"]["ollama"]["services"]["ollama"]["urls"]["http"]}
+            "ollama_api_base": ollama["ollama"]["urls"]["http"],
+            "ollama_embed_api_base": ollama["ollama-embed"]["urls"]["http"]}

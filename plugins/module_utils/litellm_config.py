@@ -418,7 +418,8 @@ def validate(config, provided_env=None, allow_duplicate_aliases=False, allow_lit
 
 # -- assembly and rendering -------------------------------------------------------------------------
 
-def assemble(config=None, models=None, routes=None, namespace="ai-lab", vllm_api_base=None, ollama_api_base=None):
+def assemble(config=None, models=None, routes=None, namespace="ai-lab", vllm_api_base=None, ollama_api_base=None,
+             ollama_embed_api_base=None):
     """Merge a structured config with the parts derived from the catalog.
 
     Catalog models are appended to ``config.model_list``; routes are appended to
@@ -432,7 +433,8 @@ def assemble(config=None, models=None, routes=None, namespace="ai-lab", vllm_api
         except _catalog.CatalogError as exc:
             raise ConfigError(exc.errors)
         derived = _catalog.litellm_model_list(normalized, namespace=namespace, vllm_api_base=vllm_api_base,
-                                              ollama_api_base=ollama_api_base, validate=False)
+                                              ollama_api_base=ollama_api_base, validate=False,
+                                              ollama_embed_api_base=ollama_embed_api_base)
         if derived:
             existing = result.get("model_list") or []
             result["model_list"] = list(existing) + derived
@@ -460,12 +462,13 @@ def checksum(content):
 
 
 def build(config=None, models=None, routes=None, namespace="ai-lab", vllm_api_base=None, ollama_api_base=None,
-          provided_env=None, allow_duplicate_aliases=False, allow_literal_secrets=False, allow_unknown_keys=None):
+          provided_env=None, allow_duplicate_aliases=False, allow_literal_secrets=False, allow_unknown_keys=None,
+          ollama_embed_api_base=None):
     """Assemble, validate and render. Return dict(config, content, checksum, env, models).
 
     Raises ``ConfigError`` listing every problem.
     """
-    merged = assemble(config, models, routes, namespace, vllm_api_base, ollama_api_base)
+    merged = assemble(config, models, routes, namespace, vllm_api_base, ollama_api_base, ollama_embed_api_base)
     errors = validate(merged, provided_env=provided_env, allow_duplicate_aliases=allow_duplicate_aliases,
                       allow_literal_secrets=allow_literal_secrets, allow_unknown_keys=allow_unknown_keys)
     if errors:
@@ -488,6 +491,7 @@ ARGUMENT_SPEC = dict(
     namespace=dict(type="str", default="ai-lab"),
     vllm_api_base=dict(type="str"),
     ollama_api_base=dict(type="str"),
+    ollama_embed_api_base=dict(type="str"),
     provided_env=dict(type="list", elements="str"),
     allow_duplicate_aliases=dict(type="bool", default=False),
     allow_literal_secrets=dict(type="bool", default=False),
@@ -527,6 +531,7 @@ def run_module(module):
     try:
         result = build(config=p["config"], models=p["models"], routes=p["routes"], namespace=p["namespace"],
                        vllm_api_base=p["vllm_api_base"], ollama_api_base=p["ollama_api_base"],
+                       ollama_embed_api_base=p["ollama_embed_api_base"],
                        provided_env=p["provided_env"], allow_duplicate_aliases=p["allow_duplicate_aliases"],
                        allow_literal_secrets=p["allow_literal_secrets"], allow_unknown_keys=p["allow_unknown_keys"])
     except ConfigError as exc:

@@ -54,7 +54,12 @@ options:
     type: str
   ollama_api_base:
     description:
-      - Base URL of Ollama (no C(/v1)) instead of the in-cluster Service.
+      - Base URL of the GPU Ollama (chat models; no C(/v1)) instead of the in-cluster Service.
+    type: str
+  ollama_embed_api_base:
+    description:
+      - Base URL of the CPU Ollama that serves the catalog's Ollama embedding models (C(mode=embedding); no C(/v1))
+        instead of the in-cluster Service C(ollama-embed).
     type: str
   provided_env:
     description:

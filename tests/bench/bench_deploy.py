@@ -153,7 +153,8 @@ def main(argv=None):
         varsfile = work / "vars.yml"
         varsfile.write_text("\n".join([
             "ansible_connection: local", "ansible_python_interpreter: %s" % sys.executable,
-            "gpu_lab_kubeconfig: %s" % kubeconfig, "ollama_pull_url: %s" % ollama.url, "qdrant_api_url: %s" % qdrant.url,
+            "gpu_lab_kubeconfig: %s" % kubeconfig, "ollama_pull_url: %s" % ollama.url,
+            "ollama_embed_pull_url: %s" % ollama.url, "qdrant_api_url: %s" % qdrant.url,
             "vllm_pull_enabled: false", "gpu_swap_verify_gateway: false", "gpu_swap_host_check: false",
             "ingress_tls_source: existing", ""]))
         empty = work / "empty.yml"

@@ -235,8 +235,8 @@ def test_rendered_policies_allow_exactly_the_documented_flows(objects):
     assert {p["metadata"]["namespace"] for p in policies} == {LAB}
     pods = lab_pods(objects)
     names = sorted(p["name"] for p in pods)
-    assert names == ["gpu-image-prepull", "litellm", "litellm-postgres", "ollama", "open-webui", "phoenix", "qdrant",
-                     "vllm"], names
+    assert names == ["gpu-image-prepull", "litellm", "litellm-postgres", "ollama", "ollama-embed", "open-webui", "phoenix",
+                     "qdrant", "vllm"], names
     peers = pods + [STRAY] + OUTSIDE
     allowed = analyse(policies, peers)
     # Only edges that the lab's policies decide: one end in the lab namespace.
@@ -246,7 +246,7 @@ def test_rendered_policies_allow_exactly_the_documented_flows(objects):
     assert sorted(allowed - expected) == [], "allowed but not in docs/network.md"
     assert sorted(expected - allowed) == [], "in docs/network.md but not allowed"
     # the points the issue names, spelled out
-    assert not {e for e in allowed if e[0] == "open-webui" and e[1] in ("ollama", "vllm")}
+    assert not {e for e in allowed if e[0] == "open-webui" and e[1] in ("ollama", "ollama-embed", "vllm")}
     assert not {e for e in allowed if e[0] == "other-namespace-pod"}
     assert not {e for e in allowed if e[1] == "tailnet-host"}
 

@@ -28,6 +28,7 @@ EXPECTED = {
     ("StatefulSet", "litellm-postgres"): ("database", "litellm", {"user": 70, "group": 70, "fs_group": 70},
                                           {"postgres": RW}),
     ("Deployment", "ollama"): ("gpu-backend", None, None, {"ollama": RW}),
+    ("Deployment", "ollama-embed"): ("embeddings", None, None, {"ollama": RW}),
     ("Deployment", "vllm"): ("gpu-backend", None, None, {"vllm": RW}),
     ("Deployment", "open-webui"): ("web-ui", None, None, {"open-webui": RW}),
     ("Deployment", "phoenix"): ("tracing", None, {"user": 65532, "group": 65532, "fs_group": 65532}, {"phoenix": RW}),

@@ -61,18 +61,23 @@ def test_every_registry_port_follows_an_inventory_override(tmp_path, playbook_ru
              for m in config["model_list"]}
     assert bases["hosted_vllm"] == "http://vllm.ai-lab.svc.cluster.local:%d/v1" % MOVED["vllm_port"]
     assert bases["ollama_chat"] == "http://ollama.ai-lab.svc.cluster.local:%d" % MOVED["ollama_port"]
+    # the catalog's embedding model (ollama/<tag>) on the CPU Ollama, whose server listens on the moved port too
+    assert bases["ollama"] == "http://ollama-embed.ai-lab.svc.cluster.local:%d" % MOVED["ollama_embed_port"]
+    embed = _container_port(objs[("Deployment", "ollama-embed")], "http")[1]
+    assert {"name": "OLLAMA_HOST", "value": "0.0.0.0:%d" % MOVED["ollama_embed_port"]} in embed["env"]
 
     # the NetworkPolicies open the moved ports, and no default one
     policies = dict((name, obj) for (kind, name), obj in objs.items() if kind == "NetworkPolicy")
     assert _policy_ports(policies["vllm"], "ingress") == {MOVED["vllm_port"]}
     assert _policy_ports(policies["ollama"], "ingress") == {MOVED["ollama_port"]}
+    assert _policy_ports(policies["ollama-embed"], "ingress") == {MOVED["ollama_embed_port"]}
     assert _policy_ports(policies["open-webui"], "ingress") == {MOVED["open_webui_port"]}
     assert _policy_ports(policies["litellm"], "ingress") == {MOVED["litellm_port"]}
     assert _policy_ports(policies["qdrant"], "ingress") == {DEFAULTS_ALL["qdrant"]}
     phoenix_ports = {MOVED["phoenix_port"], MOVED["phoenix_grpc_port"], MOVED["phoenix_metrics_port"]}
     assert _policy_ports(policies["phoenix"], "ingress") == phoenix_ports
-    assert {MOVED["vllm_port"], MOVED["ollama_port"], MOVED["phoenix_grpc_port"]} <= _policy_ports(
-        policies["litellm"], "egress")
+    assert {MOVED["vllm_port"], MOVED["ollama_port"], MOVED["ollama_embed_port"], MOVED["phoenix_grpc_port"]} <= (
+        _policy_ports(policies["litellm"], "egress"))
     assert {MOVED["litellm_port"]} <= _policy_ports(policies["open-webui"], "egress")
 
     # the ingress backends

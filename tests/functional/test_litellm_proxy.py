@@ -253,3 +253,31 @@ def test_self_hosted_model_is_routed_again_after_its_own_short_cooldown(tmp_path
             time.sleep(0.2)
         print(f"\nvllm routed again {time.monotonic() - back:.1f} s after it recovered (model cooldown_time 5 s, "
               "router cooldown_time 30 s)")
+
+
+def test_embeddings_are_answered_by_the_cpu_ollama_while_the_gpu_ollama_is_stopped(tmp_path, backends):
+    """Embeddings on CPU (issue 18): the config the deploy renders sends the catalog's embedding alias to the CPU
+    Ollama (Service ollama-embed), so RAG keeps working while the GPU Ollama is scaled to 0 (vLLM or nobody owns
+    the GPU). REAL: the LiteLLM proxy and its routing. EMULATED: both Ollamas are tests/support/openai_backend.py
+    speaking Ollama's /api/chat and /api/embed; a stopped stand-in refuses connections, as a Service without a
+    ready pod does (kube-proxy rejects them)."""
+    vllm, gpu_ollama, cloud = backends
+    cpu_ollama = OpenAIBackend("ollama-embed").start()
+    try:
+        path, built = write_gateway_config(tmp_path, vllm, gpu_ollama, cloud, ollama_embed=cpu_ollama)
+        bases = dict((m["model_name"], m["litellm_params"]["api_base"]) for m in built["config"]["model_list"]
+                     if m["model_name"] in ("nomic-embed", "llama3.1-8b"))
+        assert bases == {"nomic-embed": cpu_ollama.url, "llama3.1-8b": gpu_ollama.url}
+        with LiteLLMProxy(path, env=gateway_env()) as proxy:
+            gpu_ollama.stop()                       # the GPU went to vLLM: the GPU Ollama is scaled to 0
+            for text in ("first chunk", "second chunk"):
+                status, body = proxy.post("/v1/embeddings", {"model": "nomic-embed", "input": [text]})
+                assert status == 200, body
+                assert body["data"][0]["embedding"] and body["model"] in ("nomic-embed", "nomic-embed-text"), body
+            assert [(r["path"], r["model"]) for r in cpu_ollama.requests] == [("/api/embed", "nomic-embed-text")] * 2
+            assert gpu_ollama.requests == []
+            # the chat alias on the GPU Ollama is down meanwhile and falls back along its route (to the hosted model)
+            _assert_openai_chat(*proxy.chat("llama3.1-8b"), "cloud", "claude-sonnet-4-5")
+            assert len(cpu_ollama.requests) == 2, "a chat request reached the CPU Ollama"
+    finally:
+        cpu_ollama.stop()

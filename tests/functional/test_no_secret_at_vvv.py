@@ -76,7 +76,7 @@ def test_no_secret_value_in_the_vvv_output_of_secrets_deploy_and_gpu_swap(kube, 
             "ingress_tls_source": "existing",
             "qdrant_collections": [{"name": "docs", "vector_size": 768},
                                    {"name": "notes", "vector_size": 384, "embedding_model": ""}],
-            "ollama_pull_url": ollama.url,
+            "ollama_pull_url": ollama.url, "ollama_embed_pull_url": ollama.url,   # one stand-in for both Ollamas
             "vllm_hf_endpoint": hub.url, "vllm_hf_token": hf_token, "vllm_pull_cache_dir": str(cache),
             "vllm_pull_become": False,
             "gpu_swap_verify_gateway": True, "gpu_swap_gateway_url": gateway.url, "gpu_swap_gateway_timeout": 30,

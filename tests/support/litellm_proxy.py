@@ -198,11 +198,13 @@ def example_catalog() -> dict:
 
 
 def write_gateway_config(directory, vllm, ollama, cloud=None, models=None, routes=None, provided_env=None,
-                         config=None) -> tuple[Path, dict]:
+                         config=None, ollama_embed=None) -> tuple[Path, dict]:
     """Render the example catalog (or ``models``) with the module's code path into ``directory``.
 
     ``vllm``/``ollama``/``cloud`` are OpenAIBackend instances standing in for the in-cluster
-    Services and the hosted provider (reached through its catalog ``api_base`` override).
+    Services and the hosted provider (reached through its catalog ``api_base`` override);
+    ``ollama_embed`` stands in for the CPU Ollama of the embedding models (Service ``ollama-embed``),
+    by default the same stand-in as ``ollama`` (tests that do not tell the two instances apart).
     Returns (path, build result).
     """
     from ansible_collections.ailab.gpu_lab.plugins.module_utils import litellm_config as lc
@@ -216,6 +218,7 @@ def write_gateway_config(directory, vllm, ollama, cloud=None, models=None, route
     result = lc.build(config if config is not None else role_base_config(), models=models,
                       routes=catalog["gpu_lab_routes"] if routes is None else routes,
                       vllm_api_base=vllm.v1, ollama_api_base=ollama.url,
+                      ollama_embed_api_base=(ollama_embed or ollama).url,
                       provided_env=provided_env or ["LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "ANTHROPIC_API_KEY"])
     path = Path(directory) / "litellm-config.yaml"
     path.write_text(result["content"])

@@ -17,12 +17,12 @@ PORTS = components.port_variables()
 def test_the_registry_is_consistent_and_lists_the_deploy_components():
     assert components.registry_errors({}) == []
     assert components.registry_errors({"qdrant_http_port": 6400}) == [
-        "qdrant_http_port: not a port of the component registry; ports: litellm_port, ollama_port, open_webui_port, "
-        "phoenix_grpc_port, phoenix_metrics_port, phoenix_port, vllm_port"]
+        "qdrant_http_port: not a port of the component registry; ports: litellm_port, ollama_embed_port, ollama_port, "
+        "open_webui_port, phoenix_grpc_port, phoenix_metrics_port, phoenix_port, vllm_port"]
     assert list(components.defaults()) == ["gpu_runtime", "qdrant", "litellm", "ollama", "vllm", "open_webui",
                                            "observability", "ingress", "network_policy", "tracing"]
     assert [c for c, on in components.defaults().items() if not on] == ["tracing"]
-    assert sorted(PORTS) == ["litellm_port", "ollama_port", "open_webui_port", "phoenix_grpc_port",
+    assert sorted(PORTS) == ["litellm_port", "ollama_embed_port", "ollama_port", "open_webui_port", "phoenix_grpc_port",
                              "phoenix_metrics_port", "phoenix_port", "vllm_port"]
 
 
@@ -39,19 +39,44 @@ def test_each_port_override_reaches_its_service_and_url(var):
 
 
 def test_gateway_api_bases_follow_the_backend_ports_and_the_catalog_default_is_the_registry():
-    view = components.resolve({"vllm_port": 8001, "ollama_port": "11435"}, namespace="x")
+    view = components.resolve({"vllm_port": 8001, "ollama_port": "11435", "ollama_embed_port": 11500}, namespace="x")
     assert components.gateway_api_bases(view) == {"vllm_api_base": "http://vllm.x.svc.cluster.local:8001/v1",
-                                                  "ollama_api_base": "http://ollama.x.svc.cluster.local:11435"}
+                                                  "ollama_api_base": "http://ollama.x.svc.cluster.local:11435",
+                                                  "ollama_embed_api_base": "http://ollama-embed.x.svc.cluster.local:11500"}
     models = [{"name": "q", "backend": "vllm", "source": "Qwen/Q", "revision": SHA},
               {"name": "o", "backend": "ollama", "source": "llama3.1:8b"},
-              {"name": "own", "backend": "vllm", "source": "a/b", "revision": SHA, "api_base": "http://box:9000/v1"}]
+              {"name": "e", "backend": "ollama", "source": "nomic-embed-text", "mode": "embedding"},
+              {"name": "own", "backend": "vllm", "source": "a/b", "revision": SHA, "api_base": "http://box:9000/v1"},
+              {"name": "own-e", "backend": "ollama", "source": "bge-m3", "mode": "embedding", "api_base": "http://b:1"}]
     bases = [m["litellm_params"]["api_base"] for m in catalog.litellm_model_list(models, namespace="x",
                                                                                  **components.gateway_api_bases(view))]
+    # chat models on the GPU Ollama, embedding models on the CPU one; the catalog entry's own api_base still wins
     assert bases == ["http://vllm.x.svc.cluster.local:8001/v1", "http://ollama.x.svc.cluster.local:11435",
-                     "http://box:9000/v1"]   # the catalog entry's own api_base still wins
+                     "http://ollama-embed.x.svc.cluster.local:11500", "http://box:9000/v1", "http://b:1"]
     default = components.gateway_api_bases(components.resolve(namespace="x"))
-    assert [m["litellm_params"]["api_base"] for m in catalog.litellm_model_list(models[:2], namespace="x")] == [
-        default["vllm_api_base"], default["ollama_api_base"]]
+    assert [m["litellm_params"]["api_base"] for m in catalog.litellm_model_list(models[:3], namespace="x")] == [
+        default["vllm_api_base"], default["ollama_api_base"], default["ollama_embed_api_base"]]
+
+
+def test_embedding_models_of_ollama_are_served_by_the_cpu_ollama_which_the_swap_does_not_scale():
+    """Issue 18: an embedding request never needs the GPU. The registry declares the CPU Ollama as a Service of the
+    ollama component that the gateway calls; the catalog sends every Ollama embedding model there (api_base and
+    pulls read the same rule), chat models to the GPU Ollama."""
+    ollama = components.REGISTRY["ollama"]
+    assert set(ollama["services"]) == {"ollama", "ollama-embed"}
+    assert {"from": "litellm", "port": "ollama-embed.http"} in ollama["flows"]
+    assert "ollama_embed_backup_tier" in ollama["volumes"]
+    chat = {"name": "c", "backend": "ollama", "source": "llama3.1:8b"}
+    embed = dict(chat, source="nomic-embed-text", mode="embedding")
+    assert [catalog.ollama_service(e) for e in catalog.validate_catalog([chat, dict(embed, name="e")])] == [
+        "ollama", "ollama-embed"]
+    assert catalog.ollama_service({"name": "q", "backend": "vllm", "mode": "embedding"}) is None
+    # the swap's account may change only the GPU backends' Deployments (its RBAC, derived from its requests): never
+    # the CPU Ollama's
+    from ansible_collections.ailab.gpu_lab.plugins.module_utils import gpu_swap
+    _cluster, lab_rules = gpu_swap.rbac_rules({"ollama": "ollama", "vllm": "vllm"}, "litellm-env")
+    writes = [r for r in lab_rules if r["apiGroups"] == ["apps"] and set(r["verbs"]) - {"get", "list", "watch"}]
+    assert writes and all(r["resourceNames"] == ["ollama", "vllm"] for r in writes), writes
 
 
 def test_registry_errors_reports_every_problem():
@@ -83,6 +108,7 @@ def test_egress_is_derived_from_the_flows_of_the_components_called():
     view = components.resolve({"vllm_port": 8001})
     egress = [(e["to"], e["service"], e["port"], e["number"]) for e in view["components"]["litellm"]["egress"]]
     assert egress == [("litellm", "litellm-postgres", "postgres", 5432), ("ollama", "ollama", "http", 11434),
+                      ("ollama", "ollama-embed", "http", 11434),
                       ("vllm", "vllm", "http", 8001), ("tracing", "phoenix", "otlp-grpc", 4317),
                       ("tracing", "phoenix", "http", 6006)]
     assert [(e["to"], e["number"]) for e in view["components"]["open_webui"]["egress"]] == [

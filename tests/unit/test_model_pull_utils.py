@@ -134,14 +134,17 @@ def test_model_pulls_filter():
     pulls = model_pulls(CATALOG)
     assert pulls == [
         {"name": "qwen2.5-7b", "names": ["qwen2.5-7b"], "backend": "huggingface",
-         "source": "Qwen/Qwen2.5-7B-Instruct-AWQ", "revision": SHA},
+         "source": "Qwen/Qwen2.5-7B-Instruct-AWQ", "revision": SHA, "service": None},
         {"name": "llama3.1-8b", "names": ["llama3.1-8b", "llama-alias"], "backend": "ollama", "source": "llama3.1:8b",
-         "revision": None},
+         "revision": None, "service": "ollama"},
         {"name": "nomic-embed", "names": ["nomic-embed"], "backend": "ollama", "source": "nomic-embed-text",
-         "revision": None},
+         "revision": None, "service": "ollama-embed"},
     ]
     assert [p["source"] for p in model_pulls(CATALOG, "vllm")] == ["Qwen/Qwen2.5-7B-Instruct-AWQ"]
     assert len(model_pulls(CATALOG, "ollama")) == 2
+    # embedding models go to the CPU Ollama, chat models to the GPU one (as the gateway's api_base does)
+    assert [p["source"] for p in model_pulls(CATALOG, "ollama", service="ollama")] == ["llama3.1:8b"]
+    assert [p["source"] for p in model_pulls(CATALOG, service="ollama-embed")] == ["nomic-embed-text"]
     assert model_pulls([]) == []
 
 
@@ -150,3 +153,5 @@ def test_model_pulls_filter_errors():
         model_pulls([{"name": "q", "backend": "vllm", "source": "Qwen/x"}])
     with pytest.raises(AnsibleFilterError, match="backend must be"):
         model_pulls(CATALOG, "anthropic")
+    with pytest.raises(AnsibleFilterError, match="service must be one of the Ollama Services ollama, ollama-embed"):
+        model_pulls(CATALOG, "ollama", service="ollama-cpu")
