@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: ailab.gpu_lab contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The GPU follows the demand: the logic of the in-cluster swap service (docs/gpu_swap.md, "On demand").
+"""The GPU follows the demand: the logic of the in-cluster swap service (docs/gpu_demand.md).
 
 Plain Python (stdlib only), importable without Ansible. The service (roles/gpu_demand/files/gpu_demand_server.py,
 on the LiteLLM image, this code mounted from a ConfigMap) runs it with a ServiceAccount bound to exactly the swap's

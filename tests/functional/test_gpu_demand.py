@@ -1,4 +1,4 @@
-"""The GPU follows the demand (docs/gpu_swap.md, "On demand"): a request through the gateway hands the GPU over.
+"""The GPU follows the demand (docs/gpu_demand.md): a request through the gateway hands the GPU over.
 
 Real: the LiteLLM proxy (pinned, with the config our litellm_config code renders from the example catalog, the
 litellm role's router settings and the hook gpu_demand's role mounts: roles/gpu_demand/files/gpu_demand_hook.py), the

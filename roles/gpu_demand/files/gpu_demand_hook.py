@@ -1,6 +1,6 @@
 # Copyright: ailab.gpu_lab contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""LiteLLM pre-call hook of the on-demand swap (docs/gpu_swap.md, "On demand"): thin by design.
+"""LiteLLM pre-call hook of the on-demand swap (docs/gpu_demand.md): thin by design.
 
 Before a chat or completion request (after LiteLLM authenticated the caller's key, so only the lab's keys get
 here), it asks the gpu-demand service whether the alias's backend holds the GPU:

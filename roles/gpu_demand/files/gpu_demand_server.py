@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # Copyright: ailab.gpu_lab contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The on-demand swap service (docs/gpu_swap.md, "On demand"): HTTP in front of module_utils/gpu_demand.py.
+"""The on-demand swap service (docs/gpu_demand.md): HTTP in front of module_utils/gpu_demand.py.
 
 Runs in the lab on the LiteLLM image (Python, prometheus_client), with the collection's module_utils mounted from
 a ConfigMap under /opt/gpu-demand/ansible_collections/ailab/gpu_lab/plugins/module_utils and its ServiceAccount's
