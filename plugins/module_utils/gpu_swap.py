@@ -1189,6 +1189,12 @@ class Swap(object):
         slots = int(cap.parse_quantity(((nodes[0].get("status") or {}).get("allocatable") or {}).get(resource))) \
             if nodes else 0
         why = fast_path_blocker(current, target, vllm_dep, slots, (data or {}).get(VLLM_ASLEEP_KEY))
+        if why is None:
+            try:
+                self._vllm("GET", "/is_sleeping", timeout=5)
+            except SwapError as exc:
+                why = "this run cannot reach vLLM's sleep endpoints (set gpu_swap_vllm_url, or run the swap where the " \
+                      "Service's ClusterIP answers): %s" % exc
         annotated = SLEEP_ANNOTATION in (((vllm_dep or {}).get("metadata") or {}).get("annotations") or {})
         worth_saying = annotated and set([current["owner"], target["owner"]]) == set(["vllm", "ollama"])
         return why is None, (why if worth_saying else None)

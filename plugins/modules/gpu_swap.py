@@ -163,6 +163,19 @@ options:
     description: Seconds to keep trying the gateway request before the step fails (and the role rolls back).
     type: int
     default: 120
+  vllm_url:
+    description:
+      - vLLM's base URL as this step reaches it, for the fast path (vLLM sleep mode, see the role's docs): its
+        C(/metrics), C(/sleep), C(/wake_up), C(/is_sleeping) and a 1-token warm-up request.
+      - Empty (the default) means the ClusterIP of vLLM's Service, which only a cluster node reaches; where vLLM cannot
+        be reached, V(begin) takes the usual path (vLLM stopped and started) and says why.
+    type: str
+    default: ""
+  drain_timeout:
+    description: Seconds the fast path waits for vLLM's running and waiting requests to end before it sleeps (a sleep
+      during a decode crashed vLLM's engine); past it the step fails and the role rolls back.
+    type: int
+    default: 120
 notes:
   - The Kubernetes user needs to read/patch Deployments and their scale, list pods and nodes, read/write the state
     ConfigMap and the Lease, and read the gateway Secret; the k3s admin kubeconfig can.
@@ -282,6 +295,8 @@ def main():
         gateway_api_key=dict(type="str", no_log=True),
         gateway_secret=dict(type="str", default="litellm-env", no_log=False),
         gateway_timeout=dict(type="int", default=120),
+        vllm_url=dict(type="str", default=""),
+        drain_timeout=dict(type="int", default=120),
     )
     argument_spec.update(kube.KUBE_ARG_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,

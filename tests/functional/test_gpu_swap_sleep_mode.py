@@ -158,3 +158,27 @@ def test_a_run_that_dies_after_vllm_slept_is_rolled_back_by_the_next_run(kube, t
     assert not problems, problems
     assert pod_uids(lab, "vllm") != uids, "vLLM out of reach is restarted (a fresh vLLM is awake), not left asleep"
     assert any("vLLM could not be woken" in note for note in report["notes"]), report["notes"]
+
+
+def test_the_playbook_takes_the_fast_path_where_it_reaches_vllm_and_the_usual_path_where_it_does_not(kube, tmp_path,
+                                                                                                      vllm):
+    """ansible-playbook gpu_swap (the role's tasks, the module's steps on the controller, nvidia-smi's stand-in): with
+    gpu_swap_vllm_url vLLM sleeps and wakes; without it the controller cannot reach the ClusterIP, so the swap stops
+    and starts vLLM as usual and says why."""
+    lab = SleepLab(kube, tmp_path, owner="vllm", model=MODEL).setup()
+    uids = pod_uids(lab, "vllm")
+    run = lab.swap("ollama", gpu_swap_vllm_url=vllm.url)
+    assert "POST /sleep?level=1" in run.stdout and "drain vLLM" in run.stdout
+    problems = settled(lab, "ollama", "level1")
+    assert not problems, problems
+    run = lab.swap(f"vllm:{MODEL}", gpu_swap_vllm_url=vllm.url)
+    assert "wake vLLM" in run.stdout
+    problems = settled(lab, "vllm", "")
+    assert not problems, problems
+    assert pod_uids(lab, "vllm") == uids and vllm.sleep_level == 0
+
+    run = lab.swap("ollama")  # no gpu_swap_vllm_url: the ClusterIP does not answer here
+    assert "this hand-over takes the usual path: this run cannot reach vLLM's sleep endpoints" in run.stdout
+    problems = settled(lab, "ollama", "")
+    assert not problems, problems
+    assert not lab.pods("vllm") and vllm.sleep_level == 0, "vLLM was stopped, not put to sleep"
