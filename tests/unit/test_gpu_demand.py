@@ -92,3 +92,39 @@ def test_config_holds_nothing_secret_and_the_gateway_gets_the_hook():
     settings = gd.gateway_litellm_settings({"callbacks": ["otel"], "drop_params": True})
     assert settings == {"callbacks": ["otel", gd.HOOK_CALLBACK], "drop_params": True}
     assert gd.gateway_litellm_settings(settings) == settings
+
+
+def test_role_defaults_are_the_service_defaults():
+    """The role's policy variables and the service's POLICY_DEFAULTS are one fact: a change to one fails here."""
+    import yaml
+    from pathlib import Path
+    role = Path(__file__).resolve().parents[2] / "roles" / "gpu_demand"
+    defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
+    assert dict((k, defaults["gpu_demand_" + k]) for k in gd.POLICY_DEFAULTS) == gd.POLICY_DEFAULTS
+    assert defaults["gpu_demand_host_reserved_mib"] == gd.HOST_DEFAULTS["reserved_mib"]
+    assert defaults["gpu_demand_host_timeout"] == gd.HOST_DEFAULTS["timeout"]
+
+
+def test_the_pod_mounts_exactly_the_modules_the_service_imports():
+    """roles/gpu_demand/vars/main.yml _gpu_demand_modules == the import closure of module_utils/gpu_demand.py (a
+    module missing there fails the pod at start, one too many is dead weight in the ConfigMap)."""
+    import ast
+    import yaml
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[2]
+    prefix = "ansible_collections.ailab.gpu_lab.plugins.module_utils"
+    seen, todo = set(), ["gpu_demand"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        tree = ast.parse((repo / "plugins" / "module_utils" / (name + ".py")).read_text())
+        todo += [alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module == prefix
+                 for alias in node.names]
+    listed = yaml.safe_load((repo / "roles" / "gpu_demand" / "vars" / "main.yml").read_text())["_gpu_demand_modules"]
+    assert sorted(listed) == sorted(seen)
+    server = ast.parse((repo / "roles" / "gpu_demand" / "files" / "gpu_demand_server.py").read_text())
+    used = set(alias.name for node in ast.walk(server) if isinstance(node, ast.ImportFrom) and node.module == prefix
+               for alias in node.names)
+    assert used and used <= seen, "the server imports a module_utils the pod does not mount: %s" % (used - seen)
