@@ -62,20 +62,36 @@ PHASES = ("begun", "stopping", "stopped", "starting", "verifying", "committing",
 # role's task order and docs/gpu_swap.md's sequence table to it.
 SEQUENCE = (
     {"step": "pull", "where": "GPU host", "from": None, "records": (),
-     "task": "Make sure the target vLLM model's weights are on the GPU host"},
+     "task": "Make sure the target vLLM model's weights are on the GPU host",
+     "fast": (None, "as usual (the weights are there: nothing is fetched)")},
     {"step": "begin", "where": "controller", "from": (None,), "records": ("begun",),
-     "task": "Recover an interrupted swap, validate the target, take the lock and record the intent"},
+     "task": "Recover an interrupted swap, validate the target, take the lock and record the intent",
+     "fast": ("as usual; the intent says intent_path: sleep", "as usual; the intent says intent_path: sleep")},
     {"step": "unload", "where": "GPU host", "from": None, "records": (),
-     "task": "Unload Ollama's models (keep_alive 0) before Ollama stops"},
+     "task": "Unload Ollama's models (keep_alive 0) before Ollama stops",
+     "fast": (None, "unload Ollama's models (keep_alive: 0)")},
     {"step": "stop", "where": "controller", "from": ("begun",), "records": ("stopping", "stopped"),
-     "task": "Scale the GPU backends to 0 and wait until their pods are gone and the GPU is free"},
+     "task": "Scale the GPU backends to 0 and wait until their pods are gone and the GPU is free",
+     "fast": ("take vLLM out of its Service (route label off), drain it (vllm:num_requests_running and "
+              "vllm:num_requests_waiting 0), POST /sleep?level=1, /is_sleeping true; vLLM keeps its pod; a GPU slot free",
+              "scale Ollama to 0 and wait until its pods are gone; the sleeping vLLM keeps its pod; a GPU slot free")},
     {"step": "host-check", "where": "GPU host", "from": None, "records": (),
-     "task": "Require the GPU memory released, naming any process (a game) that holds it"},
+     "task": "Require the GPU memory released, naming any process (a game) that holds it",
+     "fast": ("the memory free on the host, the sleeping vLLM's CUDA context allowed (gpu_swap_sleep_residual_mib)",
+              "the memory free on the host, the sleeping vLLM's CUDA context allowed (gpu_swap_sleep_residual_mib)")},
     {"step": "start", "where": "controller", "from": ("stopped",), "records": ("starting", "verifying", "committing"),
-     "task": "Start the new owner, wait for Ready, check it through the gateway, record it, release the lock"},
+     "task": "Start the new owner, wait for Ready, check it through the gateway, record it, release the lock",
+     "fast": ("scale Ollama to 1, wait for Ready, the gateway check; record vllm_asleep: level1",
+              "POST /wake_up, /is_sleeping false, one 1-token warm-up request to vLLM, vLLM back in its Service, "
+              "Ready, the gateway check; vllm_asleep removed")},
     {"step": "rollback", "where": "controller", "from": PHASES, "records": ("rolling_back",),
-     "task": "Restore the previous owner (and its model) and wait for it"},
+     "task": "Restore the previous owner (and its model) and wait for it",
+     "fast": ("stop Ollama; wake vLLM (a 1-token warm-up) and put it back in its Service; restart it if it cannot be "
+              "woken", "take vLLM out of its Service and put it to sleep again (stop it if it cannot sleep); start "
+              "Ollama")},
 )
+# On the fast path (intent_path: sleep) each step does the "fast" work instead: (vllm -> ollama, ollama -> vllm); None:
+# the step does not run. Swap.plan prints it, docs/gpu_swap.md "Fast path: vLLM sleep mode" has it as a table.
 # The gpu_swap module's steps that change the lab: (step, phases it may start from, phases it records).
 TRANSITIONS = tuple((row["step"], row["from"], row["records"]) for row in SEQUENCE if row["records"])
 # What a kubelet reports on a container that will not become Ready by waiting longer
@@ -1407,26 +1423,17 @@ class Swap(object):
         return [line for row in SEQUENCE for line in lines[row["step"]]]
 
     def _plan_fast(self, current, target, node, alias):
-        """The fast path's plan (vLLM sleeps or wakes instead of stopping or starting), in SEQUENCE order."""
-        to_vllm = target["owner"] == "vllm"
-        lines = {
-            "pull": [],
-            "begin": ["record the intent %s -> %s (fast path: vLLM sleep mode) and take Lease %s"
-                      % (target_name(current), target_name(target), LEASE_NAME)],
-            "unload": ["unload Ollama's models (keep_alive: 0)"] if current["owner"] == "ollama" else [],
-            "stop": (["scale Deployment %s to 0 and wait until its pods are deleted" % self.deployments["ollama"]]
-                     if to_vllm else
-                     ["take vLLM out of its Service, wait until %s is 0, POST /sleep?level=%d, check /is_sleeping"
-                      % (RUNNING_METRIC, SLEEP_LEVEL)]),
-            "host-check": ["require a GPU slot of node %s in Kubernetes and the memory free on the host (nvidia-smi; "
-                           "the sleeping vLLM's CUDA context allowed)" % node],
-            "start": (["POST /wake_up, one 1-token warm-up request, vLLM back in its Service"] if to_vllm else
-                      ["scale Deployment %s to 1, wait for Ready" % self.deployments["ollama"]])
-            + (["send a request through the gateway to %s" % alias] if alias else [])
-            + ["record owner %s on node %s, release the lock" % (target_name(target), node)],
-            "rollback": [],
-        }
-        return [line for row in SEQUENCE for line in lines[row["step"]]]
+        """The fast path's plan: each SEQUENCE step's "fast" work for this direction, in SEQUENCE order."""
+        direction = 1 if target["owner"] == "vllm" else 0
+        lines = ["%s -> %s on node %s by vLLM's sleep mode (fast path), Lease %s"
+                 % (target_name(current), target_name(target), node, LEASE_NAME)]
+        for row in SEQUENCE:
+            work = row["fast"][direction]
+            if work and row["step"] not in ("rollback", "begin"):
+                lines.append("%s: %s" % (row["step"], work))
+        if alias:
+            lines.append("the gateway check sends a request to %s" % alias)
+        return lines
 
     def _check_intent(self, step):
         """Act only on this run's own intent, in a phase this step may start from (TRANSITIONS), with the Lease."""
