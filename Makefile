@@ -20,7 +20,7 @@ export ANSIBLE_LOCAL_TEMP := $(CURDIR)/.cache/ansible-tmp
 export AILAB_LITELLM_VENV := $(LITELLM_VENV)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test setup system-deps controlplane test-tools lint build sanity compat pytest molecule bench bench-swap bench-deploy demo clean
+.PHONY: test setup system-deps controlplane test-tools lint build sanity compat pytest molecule bench bench-swap bench-deploy bench-demand demo clean
 
 test: setup lint build sanity compat pytest molecule
 	@echo "make test: all checks passed"
@@ -141,6 +141,10 @@ bench: setup
 # GPU swap: orchestration overhead (whole run minus condition waits) and Ready -> end (docs/gpu_swap.md).
 bench-swap: setup
 	python -m tests.bench.bench_swap
+
+# gpu_demand: what a request held by the gateway waits beyond its target's Ready time (docs/gpu_demand.md).
+bench-demand: setup
+	python -m tests.bench.bench_demand
 
 # deploy: its idempotent re-run vs kubectl apply --server-side of the same rendered manifests (docs/deploy.md).
 bench-deploy: setup
