@@ -7,8 +7,9 @@ What is real: the dashboard JSON (roles/monitoring/files/dashboards/<name>.json)
 Debian's Prometheus server (2.42) that evaluates it (`query_range` over the HTTP API), fed by
 `promtool tsdb create-blocks-from openmetrics`. What is made up: the data. `synthetic_gpu_day()`
 writes six hours of DCGM exporter and kube-state-metrics series for one RTX 4090 (24 GiB) whose owner
-goes Ollama -> vLLM (a swap at 2 h, model load 5 min) -> none (a game from 4 h 30). Only the GPU
-dashboard has such a scenario. matplotlib draws the panels at their gridPos, Grafana-like.
+goes Ollama -> vLLM (a swap at 2 h, model load 5 min) -> none (a game from 4 h 30), and the swap
+service's metrics for the same story (`_swap_service`). Only the GPU dashboard has such a scenario.
+matplotlib draws the panels at their gridPos, Grafana-like.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def _load(t: float, seed: float) -> float:
 
 
 def synthetic_gpu_day() -> str:
-    """OpenMetrics text: DCGM + kube-state-metrics for Ollama (0-2 h), vLLM (2 h-4 h 20), a game (4 h 30-6 h)."""
+    """OpenMetrics text: DCGM + kube-state-metrics for Ollama (0-2 h), vLLM (2 h-4 h 20), a game (4 h 30-6 h), and the
+    swap service's metrics for the same story."""
     start = END - HOURS * 3600
     gpu = 'gpu="0",Hostname="gpu-box",modelName="NVIDIA GeForce RTX 4090"'
     total = 24564
@@ -89,6 +91,7 @@ def synthetic_gpu_day() -> str:
             add("kube_pod_container_resource_requests",
                 f'namespace="ai-lab",pod="{pod}",container="{pod.split("-")[0]}",resource="nvidia_com_gpu",unit="integer",node="gpu-box"',
                 ts, 1)
+    _swap_service(start, add)
     lines = []
     for name, (kind, series) in fams.items():
         lines.append(f"# TYPE {name} {kind}")
@@ -100,6 +103,35 @@ def synthetic_gpu_day() -> str:
                 lines.append(f"{name}{{{labels}}} NaN {points[-1][0] + STEP}")
     lines.append("# EOF")
     return "\n".join(lines) + "\n"
+
+
+SWAP_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600)   # gpu_lab_swap_duration_seconds (docs/gpu_swap.md)
+
+
+def _swap_service(start: int, add) -> None:
+    """The on-demand swap service's metrics for the same day: a failed request swap at 1 h 30, the swap to vLLM
+    at 2 h (a request, 5 min of model load), GameMode's swap to none at 4 h 20, a request refused while gaming at
+    4 h 45. Like prometheus_client, a labelled series exists from its first event on (value 1)."""
+    job = 'namespace="ai-lab",job="gpu-demand",pod="gpu-demand-5f7d8c9b6-q8wzn"'
+    events = [(1.5 * 3600, "ollama", "vllm", "request", "failed", 41.0), (2 * 3600, "ollama", "vllm", "request", "ok", 306.0),
+              (4 * 3600 + 1200, "vllm", "none", "gamemode", "ok", 14.0), (4.75 * 3600, "none", "vllm", "request", "refused", 0.0)]
+    for ts in range(start, END + 1, STEP):
+        t = ts - start
+        owner = "none" if t >= 4 * 3600 + 1200 + 14 else "vllm" if t >= 2 * 3600 + 306 else "ollama"
+        for name in ("ollama", "vllm", "none"):
+            add("gpu_lab_gpu_owner", f'{job},owner="{name}"', ts, 1 if name == owner else 0)
+        done = [e for e in events if e[0] + e[5] <= t]
+        for key in sorted({e[1:5] for e in done}):
+            add("gpu_lab_swaps_total", f'{job},from="{key[0]}",to="{key[1]}",trigger="{key[2]}",result="{key[3]}"', ts,
+                sum(1 for e in done if e[1:5] == key), kind="unknown")
+        for key in sorted({e[1:4] for e in done if e[4] == "ok"}):
+            ok = [e[5] for e in done if e[1:4] == key and e[4] == "ok"]
+            labels = f'{job},from="{key[0]}",to="{key[1]}",trigger="{key[2]}"'
+            for le in SWAP_BUCKETS + ("+Inf",):
+                count = sum(1 for sec in ok if le == "+Inf" or sec <= le)
+                add("gpu_lab_swap_duration_seconds_bucket", f'{labels},le="{le}"', ts, count, kind="unknown")
+            add("gpu_lab_swap_duration_seconds_sum", labels, ts, sum(ok), kind="unknown")
+            add("gpu_lab_swap_duration_seconds_count", labels, ts, len(ok), kind="unknown")
 
 
 # -- a real Prometheus over the data -------------------------------------------------------------------
@@ -304,7 +336,7 @@ def main(argv=None) -> int:
         Path(args.report).write_text(json.dumps({str(k): len(v) for k, v in data.items()}))
     draw(dashboard, data, Path(args.out),
          "Synthetic data evaluated by a real Prometheus: Ollama owns the GPU, swap to vLLM at 08:00, "
-         "swap to none at 10:20, a game from 10:30 (memory used, no pod)")
+         "swap to none at 10:20 (GameMode), a game from 10:30 (memory used, no pod); a failed swap at 07:30")
     print(f"wrote {args.out}")
     return 0
 

@@ -731,6 +731,10 @@ def _monitoring_errors(values):
     var = "monitoring_alert_disk_free_ratio"
     if var in values and not _fraction(values[var], upper_open=True):
         errors.append("%s: %r is not a fraction in (0, 1), e.g. 0.10 for 10 %% free" % (var, values[var]))
+    for var in ("monitoring_alert_swap_failures", "monitoring_alert_unanswered_requests"):
+        value = values.get(var, 1)
+        if isinstance(value, bool) or not str(value).isdigit() or int(value) < 1:
+            errors.append("%s: %r is not a count of at least 1 (the alert fires at that many events)" % (var, value))
     known = list(values.get("_monitoring_known_dashboards") or [])
     unknown = [d for d in values.get("monitoring_dashboards") or [] if d not in known]
     if unknown:

@@ -2,7 +2,8 @@
 
 REAL: Debian's prometheus server and promtool (backfill), the dashboard JSON the monitoring role
 ships, matplotlib. SYNTHETIC: the data (tools/dashboard_png.py synthetic_gpu_day: six hours of DCGM
-and kube-state-metrics series with the exporters' metric and label names, Ollama -> vLLM -> a game).
+and kube-state-metrics series with the exporters' metric and label names, Ollama -> vLLM -> a game, and
+the swap service's gpu_lab_* series for the same story, each born at its first event like prometheus_client's).
 Every panel must return series, so a query whose selector or grouping does not fit the exporters'
 labels (say, a typo'd label or an aggregation that drops the one the legend uses) shows up here.
 """
@@ -29,4 +30,7 @@ def test_every_gpu_panel_returns_series_from_a_real_prometheus(tmp_path):
     for panel in dashboard["panels"]:
         if panel["title"] in ("Temperature", "Power draw", "Framebuffer used"):
             assert counts[str(panel["id"])] == 1, panel["title"]
+    # the swap service's panels: a line per owner, per (trigger, result) that happened, p50 and p95
+    assert {p["title"]: counts[str(p["id"])] for p in dashboard["panels"] if "gpu_lab_" in json.dumps(p["targets"])} == {
+        "GPU owner (swap service)": 3, "Swaps by trigger and result (last hour)": 4, "Swap duration p50 / p95": 2}
     assert out.stat().st_size > 50_000 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
