@@ -74,3 +74,14 @@ def test_the_swap_may_relabel_pods_and_nothing_more_than_before():
     cluster_rules, lab_rules = gs.rbac_rules({"ollama": "ollama", "vllm": "vllm"}, "litellm-env")
     pods = [r for r in lab_rules if r["resources"] == ["pods"]]
     assert pods == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["delete", "list", "patch"]}]
+
+
+def test_the_docs_fast_path_table_follows_the_sequence():
+    """docs/gpu_swap.md "Fast path: vLLM sleep mode" lists each SEQUENCE step's fast-path work, in order."""
+    import pathlib  # pylint: disable=import-outside-toplevel
+    text = (pathlib.Path(__file__).resolve().parents[2] / "docs/gpu_swap.md").read_text()
+    section = text.split("## Fast path: vLLM sleep mode", 1)[1]
+    table = [line for line in section.split("| step | vllm -> ollama | ollama -> vllm |", 1)[1].split("\n\n", 1)[0]
+             .splitlines() if line.startswith("| ") and not line.startswith("|---")]
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in table]
+    assert rows == [[row["step"], row["fast"][0] or "", row["fast"][1] or ""] for row in gs.SEQUENCE]
