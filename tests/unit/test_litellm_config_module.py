@@ -84,3 +84,31 @@ def test_nothing_to_render(capsys):
 def test_argspec_rejects_wrong_types(capsys):
     result = run(capsys, models="not-a-list-of-dicts")
     assert result["failed"] is True and "models" in result["msg"]
+
+
+# The filter ailab.gpu_lab.litellm_config_render (the litellm role's task: no module or action start) returns what
+# the module returns without dest, and refuses what the module refuses, with the module's words.
+def _render_filter():
+    from ansible_collections.ailab.gpu_lab.plugins.filter.litellm_render import FilterModule
+    return FilterModule().filters()["litellm_config_render"]
+
+
+def test_render_filter_returns_the_modules_result(capsys):
+    by_module = run(capsys, **args())
+    by_filter = _render_filter()(args())
+    for key in ("changed", "config", "content", "checksum", "env", "models", "dest"):
+        assert by_filter[key] == by_module[key], key
+
+
+def test_render_filter_refuses_with_the_modules_message(capsys):
+    from ansible.errors import AnsibleFilterError
+    by_module = run(capsys, **args(provided_env=["LITELLM_MASTER_KEY"]))
+    with pytest.raises(AnsibleFilterError) as info:
+        _render_filter()(args(provided_env=["LITELLM_MASTER_KEY"]))
+    assert str(info.value) == by_module["msg"] and "Add ANTHROPIC_API_KEY to .env" in str(info.value)
+    with pytest.raises(AnsibleFilterError, match="models"):
+        _render_filter()(args(models="not-a-list-of-dicts"))
+    with pytest.raises(AnsibleFilterError, match="nothing to render"):
+        _render_filter()({})
+    with pytest.raises(AnsibleFilterError, match="dest writes a file on the target"):
+        _render_filter()(args(dest="/tmp/config.yaml"))
