@@ -94,7 +94,7 @@ DEPLOY_SECONDS=$(( $(date +%s) - START ))
 step "5. the API server's dry run of the rendered tree (custom resources against the installed CRDs)"
 "$PY" -m tests.support.validate_render "$RENDER" --kubeconfig "$KUBECONFIG_DEMO" | grep 'dry-run' | sed 's/^/  /'
 
-step "5b. gpu_swap round trip ollama -> vllm -> none -> ollama (each phase's duration; what the gateway answered)"
+step "5b. gpu_swap round trip ollama -> vllm -> none -> ollama (each phase's duration; what the gateway answered), then one on-demand hand-over (a request through the gateway takes the GPU)"
 "$PY" tools/demo_swap.py --kubeconfig "$KUBECONFIG_DEMO" --namespace ai-lab 2>&1 | sed 's/^/  /'
 
 step "6. summary"

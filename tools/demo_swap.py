@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The GPU swap round trip on the simulated lab: ollama -> vllm -> none -> ollama.
+"""The GPU swap round trip on the simulated lab: ollama -> vllm -> none -> ollama, then one on-demand hand-over.
 
     .venv/bin/python tools/demo_swap.py            # starts its own control plane
     .venv/bin/python tools/demo_swap.py --kubeconfig DIR/kubeconfig --namespace ai-lab   # an existing one
@@ -60,6 +60,40 @@ class _Namespace:
         res = self.client.resources.get(api_version="v1", kind="Pod")
         return [p.to_dict() for p in res.get(namespace=self.namespace, label_selector=label_selector).items]
 
+    def apply(self, obj):
+        res = self.client.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        namespaced = obj["metadata"].get("namespace") if res.namespaced else None
+        res.server_side_apply(body=obj, name=obj["metadata"]["name"], namespace=namespaced,
+                              field_manager="demo", force_conflicts=True)
+
+
+def on_demand(kube, workdir, lab, backends, cloud):
+    """One on-demand hand-over (docs/gpu_demand.md): Ollama holds the GPU, a request for the vLLM alias through the
+    real gateway (with the gpu_demand hook) hands it over and is answered by vLLM."""
+    from tests.support.gpu_demand_service import gateway_with_hook, service_for  # pylint: disable=import-outside-toplevel
+    stand_ins = type("StandIns", (), {"vllm": backends["vllm"], "ollama": backends["ollama"], "cloud": cloud})
+    service = service_for(kube, lab, workdir / "demand", {name: b.url for name, b in backends.items()},
+                          hold_budget=120, residency=0)
+    proxy = None
+    try:
+        print("\n== on demand: Ollama holds the GPU; one request for qwen2.5-7b through the gateway (LiteLLM + the "
+              "gpu_demand hook, starting about 10 s) ...", flush=True)
+        proxy = gateway_with_hook(workdir / "demand-gateway", stand_ins, service)
+        started = time.monotonic()
+        status, body = proxy.chat("qwen2.5-7b", "who answers?", timeout=300)
+        took = time.monotonic() - started
+        text = body["choices"][0]["message"]["content"] if status == 200 else str(body)
+        state = lab.state()
+        print(f"   HTTP {status} after {took:.1f} s (held while the GPU moved): {text[:70]}")
+        print(f"   the record now: owner {state.get('owner')} {state.get('model', '')}, trigger "
+              f"{state.get('owner_trigger')}, since {state.get('owner_since')}")
+        swaps = [line for line in (service.metrics() or "").splitlines() if line.startswith("gpu_lab_swaps_total{")]
+        print("   " + "\n   ".join(swaps))
+    finally:
+        if proxy:
+            proxy.stop()
+        service.stop()
+
 
 def run(kube, workdir, gateway_url=None, own_lab=True):
     from tests.support.litellm_proxy import (MASTER_KEY, LiteLLMProxy, gateway_env,  # pylint: disable=import-outside-toplevel
@@ -105,22 +139,26 @@ def run(kube, workdir, gateway_url=None, own_lab=True):
             if client:
                 client.phase = f"{target} owns the GPU"
                 time.sleep(2)
-    finally:
         if client:
+            client.stop()
+            errors = [e for e in client.log if e[2] != 200]
+            print("\nWhat the gateway (real LiteLLM, fallbacks qwen2.5-7b -> llama3.1-8b -> cloud-fallback) answered:")
+            print(client.table())
+            print(f"   {len(client.log)} requests, {len(errors)} errors")
+        if proxy:
+            proxy.stop()
+            on_demand(kube, workdir, lab, backends, cloud)
+    finally:
+        if client and client.is_alive():
             client.stop()
         for gate in gates:
             gate.stop()
         if proxy:
-            proxy.stop()
+            proxy.stop()   # again: a failure may have left it running
         cloud.stop()
-    if client:
-        errors = [e for e in client.log if e[2] != 200]
-        print("\nWhat the gateway (real LiteLLM, fallbacks qwen2.5-7b -> llama3.1-8b -> cloud-fallback) answered:")
-        print(client.table())
-        print(f"   {len(client.log)} requests, {len(errors)} errors")
     print("\nSimulated: no GPU was used; pods are kwok's, the inference servers and the hosted provider are local "
           "stand-ins, nvidia-smi is a script. Real: the control plane, Ansible and the gpu_swap playbook"
-          + (", LiteLLM." if proxy else "."))
+          + (", LiteLLM, the on-demand service." if proxy else "."))
 
 
 def main():

@@ -30,6 +30,7 @@ for extra in (REPO, REPO / ".collections"):
         sys.path.insert(0, str(extra))
 
 from tests.support.controlplane import ControlPlane  # noqa: E402
+from tests.support.gpu_demand_service import MODELS, gateway_with_hook, service_for  # noqa: E402
 from tests.support.gpu_swap_lab import DELETE_DELAY, READY_DELAY, Lab, ReadyGate  # noqa: E402
 from tests.support.kube_ns import KubeNamespace  # noqa: E402
 from tests.support.openai_backend import OpenAIBackend  # noqa: E402
@@ -57,7 +58,6 @@ def held_request(lab, proxy, alias, owner):
 
 
 def main():
-    from tests.functional.test_gpu_demand import MODELS, gateway_with_hook, service_for  # pylint: disable=import-outside-toplevel
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--ready-delay", default="3s")

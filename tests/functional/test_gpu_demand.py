@@ -10,35 +10,15 @@ become Ready or go), the hosted fallback (always up), kwok pods, nvidia-smi (a s
 
 from __future__ import annotations
 
-import copy
-import shutil
 import threading
 import time
 from types import SimpleNamespace
 
 import pytest
 
-from ansible_collections.ailab.gpu_lab.plugins.module_utils import gpu_demand as gd
-from tests.support.gpu_demand_service import FILES, TOKEN, DemandService, service_account_dir
+from tests.support.gpu_demand_service import MODELS, gateway_with_hook, service_for
 from tests.support.gpu_swap_lab import READY_DELAY, Lab, ReadyGate
-from tests.support.litellm_proxy import LiteLLMProxy, gateway_env, role_base_config, write_gateway_config
-from tests.support.catalog_example import load_example_catalog
 from tests.support.openai_backend import OpenAIBackend
-
-CATALOG = load_example_catalog()
-ON_DEMAND = ("qwen2.5-7b", "llama3.1-8b")
-MODELS = [dict(m, on_demand=True) if m["name"] in ON_DEMAND else dict(m) for m in CATALOG["gpu_lab_models"]]
-ROUTES = CATALOG["gpu_lab_routes"]
-SWAP = {"lease_duration": 30, "lock_timeout": 1, "delete_timeout": 60, "ready_timeout": 60, "poll_interval": 0.2,
-        "verify_timeout": 30, "unload_timeout": 5}
-
-
-def service_for(kube, lab, workdir, backends, **policy):
-    sa_dir, api_env = service_account_dir(kube, workdir)
-    config = gd.service_config(MODELS, ROUTES, kube.namespace, backends, swap=SWAP,
-                               policy=dict({"poll_interval": 0.2}, **policy),
-                               host={"nvidia_smi_path": str(lab.smi), "timeout": 5})
-    return DemandService(config, sa_dir, api_env).start()
 
 
 @pytest.fixture
@@ -48,17 +28,6 @@ def stand_ins():
     yield SimpleNamespace(vllm=vllm, ollama=ollama, cloud=cloud)
     for backend in (vllm, ollama, cloud):
         backend.stop()
-
-
-def gateway_with_hook(workdir, stand_ins, service):
-    workdir.mkdir(parents=True, exist_ok=True)
-    base = role_base_config()
-    base["litellm_settings"] = gd.gateway_litellm_settings(base["litellm_settings"])
-    config, _ = write_gateway_config(workdir, vllm=stand_ins.vllm, ollama=stand_ins.ollama, cloud=stand_ins.cloud,
-                                     models=MODELS, config=base)
-    shutil.copy(FILES / gd.HOOK_FILE, config.parent / gd.HOOK_FILE)
-    env = dict(gateway_env(), GPU_DEMAND_URL=service.url, GPU_DEMAND_TOKEN=TOKEN, GPU_DEMAND_TIMEOUT="90")
-    return LiteLLMProxy(config, env=env).start()
 
 
 def answered_by(status, body):

@@ -2,7 +2,7 @@
 
 Real: the server and module_utils/gpu_demand.py, run by the LiteLLM venv's Python (the image the lab runs it on:
 same litellm/prometheus_client pins, requirements/litellm.txt), the control plane it talks to, and its
-authentication: a ServiceAccount token of account gpu-swap, bound to exactly the swap's least-privilege RBAC
+authentication: a ServiceAccount token of account gpu-demand (the role's), bound to exactly the swap's least-privilege RBAC
 (gpu_swap.rbac_objects), read from a token directory as the kubelet mounts it (kube_client's in-cluster transport).
 What differs from the pod: the API server is reached on 127.0.0.1 (KUBERNETES_SERVICE_HOST), the backends' URLs are
 the local stand-ins' instead of the Services' cluster DNS names, nvidia-smi is the test's fake script.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import os
 import shutil
 import signal
@@ -25,15 +26,32 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from tests.support.litellm_proxy import litellm_venv
+from ansible_collections.ailab.gpu_lab.plugins.module_utils import gpu_demand as gd
+from tests.support.catalog_example import load_example_catalog
+from tests.support.litellm_proxy import LiteLLMProxy, gateway_env, litellm_venv, role_base_config, write_gateway_config
 from tests.support.serve import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 FILES = REPO / "roles" / "gpu_demand" / "files"
 TOKEN = "gpu-demand-test-token-0123456789"
 
+CATALOG = load_example_catalog()
+ON_DEMAND = ("qwen2.5-7b", "llama3.1-8b")
+MODELS = [dict(m, on_demand=True) if m["name"] in ON_DEMAND else dict(m) for m in CATALOG["gpu_lab_models"]]
+ROUTES = CATALOG["gpu_lab_routes"]
+SWAP = {"lease_duration": 30, "lock_timeout": 1, "delete_timeout": 60, "ready_timeout": 60, "poll_interval": 0.2,
+        "verify_timeout": 30, "unload_timeout": 5}
 
-def service_account_dir(kube, workdir, account="gpu-swap"):
+
+def service_for(kube, lab, workdir, backends, **policy):
+    sa_dir, api_env = service_account_dir(kube, workdir)
+    config = gd.service_config(MODELS, ROUTES, kube.namespace, backends, swap=SWAP,
+                               policy=dict({"poll_interval": 0.2}, **policy),
+                               host={"nvidia_smi_path": str(lab.smi), "timeout": 5})
+    return DemandService(config, sa_dir, api_env).start()
+
+
+def service_account_dir(kube, workdir, account="gpu-demand"):
     """Apply the swap's RBAC objects, request a token of ``account`` and lay it out as the kubelet mounts it."""
     from kubernetes import client as k8s  # pylint: disable=import-outside-toplevel
     from ansible_collections.ailab.gpu_lab.plugins.module_utils import gpu_swap as gs  # pylint: disable=import-outside-toplevel
@@ -134,3 +152,16 @@ class DemandService:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def gateway_with_hook(workdir, stand_ins, service):
+    """The real LiteLLM proxy with the litellm role's settings plus the hook (as the litellm role adds it when
+    gpu_demand is on), the stand-ins as backends."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    base = role_base_config()
+    base["litellm_settings"] = gd.gateway_litellm_settings(base["litellm_settings"])
+    config, _ = write_gateway_config(workdir, vllm=stand_ins.vllm, ollama=stand_ins.ollama, cloud=stand_ins.cloud,
+                                     models=MODELS, config=base)
+    shutil.copy(FILES / gd.HOOK_FILE, config.parent / gd.HOOK_FILE)
+    env = dict(gateway_env(), GPU_DEMAND_URL=service.url, GPU_DEMAND_TOKEN=TOKEN, GPU_DEMAND_TIMEOUT="90")
+    return LiteLLMProxy(config, env=env).start()
