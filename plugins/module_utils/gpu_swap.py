@@ -34,11 +34,11 @@ import socket
 import time
 import uuid
 
-try:  # Python 3
-    from urllib.error import HTTPError, URLError
-    from urllib.request import Request, urlopen
-except ImportError:  # pragma: no cover - Python 2
-    from urllib2 import HTTPError, Request, URLError, urlopen  # type: ignore
+try:
+    from http import client as http_client
+    from urllib.parse import urlsplit
+except ImportError:  # pragma: no cover - Python 2 is not supported by this collection
+    http_client = None
 
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import catalog as cat
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import components as _components
@@ -685,24 +685,24 @@ def fast_path_blocker(current, target, vllm_dep, slots, asleep):
 
 
 def http_call(method, url, body=None, timeout=30.0):
-    """One HTTP request without proxies: ``(status, text)``; status ``None`` when nothing answered (refused, timeout).
+    """One plain-HTTP request (no proxy; ``http.client`` as kube_client uses it): ``(status, text)``; status ``None``
+    when nothing answered (refused, timed out, a name that does not resolve).
 
-    The default of ``Swap(vllm_http=...)``: the in-cluster service reaches vLLM's Service; a test passes the
-    stand-in's URL (``vllm_url``)."""
-    data = json.dumps(body).encode("utf-8") if body is not None else (b"" if method == "POST" else None)
-    request = Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
-    request.get_method = lambda: method
+    The default of ``Swap(vllm_http=...)``: the in-cluster service and a cluster node reach vLLM's Service; a test
+    passes the stand-in's URL (``vllm_url``)."""
+    parts = urlsplit(url)
+    data = json.dumps(body).encode("utf-8") if body is not None else b""
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    conn = http_client.HTTPConnection(parts.netloc, timeout=timeout)
     try:
-        from urllib.request import ProxyHandler, build_opener  # pylint: disable=import-outside-toplevel
-    except ImportError:  # pragma: no cover - Python 2
-        from urllib2 import ProxyHandler, build_opener  # type: ignore  # pylint: disable=import-outside-toplevel
-    try:
-        response = build_opener(ProxyHandler({})).open(request, timeout=timeout)
-        return response.getcode(), response.read().decode("utf-8", "replace")
-    except HTTPError as exc:
-        return exc.code, exc.read().decode("utf-8", "replace")
-    except (URLError, socket.error, ValueError) as exc:
-        return None, str(getattr(exc, "reason", exc))
+        conn.request(method, (parts.path or "/") + ("?" + parts.query if parts.query else ""),
+                     body=data if method != "GET" else None, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read().decode("utf-8", "replace")
+    except (OSError, http_client.HTTPException) as exc:
+        return None, str(exc)
+    finally:
+        conn.close()
 
 
 # ---------------------------------------------------------------- cluster access

@@ -165,7 +165,7 @@ options:
     default: 120
   vllm_url:
     description:
-      - vLLM's base URL as this step reaches it, for the fast path (vLLM sleep mode, see the role's docs): its
+      - vLLM's base URL as this step reaches it, for the fast path (vLLM sleep mode, see the role's docs), that is its
         C(/metrics), C(/sleep), C(/wake_up), C(/is_sleeping) and a 1-token warm-up request.
       - Empty (the default) means the ClusterIP of vLLM's Service, which only a cluster node reaches; where vLLM cannot
         be reached, V(begin) takes the usual path (vLLM stopped and started) and says why.
@@ -228,6 +228,11 @@ node:
   description: The node whose GPU is handed over.
   returned: begin, status
   type: str
+fast_path:
+  description: V(begin) only; whether the hand-over moves the VRAM instead of the pods (vLLM sleeps or wakes; see the
+    role's docs, "Fast path - vLLM sleep mode"). When vLLM runs in sleep mode and it does not, the notes say why.
+  returned: begin
+  type: bool
 holder:
   description: The lock holder identity of this swap (pass it to the next steps).
   returned: always
