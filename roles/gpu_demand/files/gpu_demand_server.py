@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: ailab.gpu_lab contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The on-demand swap service (docs/gpu_demand.md): HTTP in front of module_utils/gpu_demand.py.
