@@ -14,6 +14,7 @@ machine, reached through ollama_pull_url / ollama_embed_pull_url instead of the 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -107,6 +108,17 @@ def test_deploy_pulls_embeddings_into_the_cpu_ollama_and_no_swap_touches_it(kube
                          "llama3.1-8b": f"http://ollama.{kube.namespace}.svc.cluster.local:11434"}
 
         (tmp_path / "swap").mkdir()
+        # the pulls' one read of both Services (on a lab, their ClusterIPs; here the stand-ins' URLs were given)
+        selector = yaml.safe_load((Path(REPO) / "roles" / "ollama" / "vars" / "main.yml").read_text())[
+            "_ollama_services_selector"]
+        play = tmp_path / "services.yml"
+        play.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "connection": "local", "tasks": [
+            {"ansible.builtin.assert": {"that": [
+                f"query('ailab.gpu_lab.kube_objects', kind='Service', namespace='{kube.namespace}', "
+                f"label_selector='{selector}', kubeconfig='{kube.kubeconfig}') | map(attribute='metadata.name') | sort"
+                " == ['ollama', 'ollama-embed']"]}}]}]))
+        run_playbook(play, "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}")
+
         lab = Lab(kube, tmp_path / "swap", owner="vllm", record=False)   # the objects are deploy's; the swap's inventory
 
         def embed_state():
