@@ -256,7 +256,7 @@ def _check_entry(index, entry):
     if on_demand is not None:
         if not isinstance(on_demand, bool):
             err("on_demand", "%r is not true or false (whether a request for this alias may hand the GPU to its "
-                             "backend: docs/gpu_swap.md, \"On demand\")" % (on_demand,))
+                             "backend: docs/gpu_demand.md)" % (on_demand,))
         elif on_demand and (backend not in SELF_HOSTED_BACKENDS or mode == "embedding"):
             err("on_demand", "only a chat model of a GPU backend (vllm, ollama) can take the GPU on demand; an "
                              "embedding request never swaps and a hosted model needs no GPU: remove it")

@@ -94,6 +94,8 @@ def service_config(models, routes, namespace, backends, swap=None, policy=None, 
     the token comes from the environment (Secret key GPU_DEMAND_TOKEN). Raises DemandError on a bad policy."""
     swap = dict(swap or {})
     swap["models"] = list(models or [])
+    if (backends or {}).get("vllm"):
+        swap.setdefault("vllm_url", backends["vllm"])   # the fast path's sleep/wake (vLLM sleep mode) goes there too
     swap.setdefault("ready_timeout", 0)
     config = {"namespace": namespace, "aliases": alias_table(models, routes), "swap": swap,
               "policy": dict(POLICY_DEFAULTS, **(policy or {})), "backends": dict(backends or {}),
