@@ -138,3 +138,18 @@ def test_deploy_pulls_embeddings_into_the_cpu_ollama_and_no_swap_touches_it(kube
                 assert _pulled(gpu) == ["llama3.1:8b"], gpu.requests          # chat models to the GPU Ollama
                 assert _pulled(cpu) == ["nomic-embed-text:latest"], cpu.requests      # already there: not pulled again
                 assert embed_state() == before
+
+
+def test_bad_embedding_ollama_input_fails_first_naming_each_variable(tmp_path, playbook_runner):
+    """The CPU Ollama's inputs join deploy's early check (sizes, backup tiers, the registry's ports, the role's argument
+    spec): every problem named at once, before anything is rendered or a cluster contacted."""
+    extra = {"ollama_embed_storage_size": "10GB", "ollama_embed_backup_tier": "weekly", "ollama_embed_port": 70000,
+             "ollama_embed_tolerations": "none", "gpu_lab_kubeconfig": str(tmp_path / "no-such-kubeconfig")}
+    proc = playbook_runner(PLAYBOOK, "-i", "inventory/example", "-e", json.dumps(extra), check=False)
+    assert proc.returncode != 0 and "failed=1" in proc.stdout
+    for line in ("ollama_embed_storage_size: '10GB' is not a Kubernetes quantity",
+                 "ollama_embed_backup_tier: 'weekly' is not a backup tier",
+                 "ollama_embed_port: 70000 is not a port number 1-65535",
+                 "option 'ollama_embed_tolerations' is of type str"):
+        assert line in proc.stdout, (line, proc.stdout[-3000:])
+    assert "Declare the objects of Ollama" not in proc.stdout
