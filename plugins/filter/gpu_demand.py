@@ -23,8 +23,14 @@ def gpu_demand_config(models, routes=None, namespace="ai-lab", backends=None, sw
                                       swap=plain["swap"], policy=plain["policy"], host=plain["host"])
 
 
+def gpu_demand_gateway_settings(settings, enabled=True):
+    """LiteLLM's litellm_settings with the gpu_demand hook's callback added when ``enabled``."""
+    plain = json.loads(json.dumps(settings))
+    return _gpu_demand.gateway_litellm_settings(plain) if enabled else plain
+
+
 class FilterModule(object):
     """gpu_demand filters."""
 
     def filters(self):
-        return filter_map((gpu_demand_config,), (_gpu_demand.DemandError, _catalog.CatalogError, ValueError))
+        return filter_map((gpu_demand_config, gpu_demand_gateway_settings), (_gpu_demand.DemandError, _catalog.CatalogError, ValueError))

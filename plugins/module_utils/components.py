@@ -21,7 +21,7 @@ __metaclass__ = type
 import copy
 
 # Peers outside the lab namespace that flows name (the network_policy role holds their selectors).
-PEERS = ("traefik", "prometheus", "internet", "dns")
+PEERS = ("traefik", "prometheus", "internet", "dns", "apiserver")
 
 # Each Service: name, namespace ("lab" = the lab namespace, "monitoring" = gpu_lab_monitoring_namespace),
 # ports {port name: {"port": number, "var": inventory variable that overrides it, or None when a chart fixes it}}.
@@ -59,16 +59,27 @@ REGISTRY = {
         # models (never swapped, so embeddings work whoever owns the GPU; docs/deploy.md "Embeddings on CPU").
         "services": {"ollama": {"ports": {"http": {"port": 11434, "var": "ollama_port"}}},
                      "ollama-embed": {"ports": {"http": {"port": 11434, "var": "ollama_embed_port"}}}},
-        "flows": [{"from": "litellm", "port": "ollama.http"}, {"from": "litellm", "port": "ollama-embed.http"}],
+        "flows": [{"from": "litellm", "port": "ollama.http"}, {"from": "litellm", "port": "ollama-embed.http"},
+                  {"from": "gpu_demand", "port": "ollama.http"}],
         "calls": ["internet"],
         "volumes": ["ollama_backup_tier", "ollama_embed_backup_tier"],
     },
     "vllm": {
         "default": True, "tags": ["vllm"], "gpu_backend": True,
         "services": {"vllm": {"ports": {"http": {"port": 8000, "var": "vllm_port"}}}},
-        "flows": [{"from": "litellm", "port": "vllm.http"}, {"from": "prometheus", "port": "vllm.http"}],
+        "flows": [{"from": "litellm", "port": "vllm.http"}, {"from": "prometheus", "port": "vllm.http"},
+                  {"from": "gpu_demand", "port": "vllm.http"}],
         "scrape": [{"service": "vllm", "port": "http", "path": "/metrics"}],
         "volumes": ["vllm_models_backup_tier"],
+    },
+    # The on-demand swap service (docs/gpu_demand.md): asked by the gateway's hook, it calls the GPU backends (Ollama's
+    # unload, the 1-token check, vLLM's sleep/wake) and the API server (the swap itself).
+    "gpu_demand": {
+        "default": False, "tags": ["gpu_demand"], "gpu_backend": False,
+        "services": {"gpu-demand": {"ports": {"http": {"port": 8090, "var": "gpu_demand_port"}}}},
+        "flows": [{"from": "litellm", "port": "gpu-demand.http"}, {"from": "prometheus", "port": "gpu-demand.http"}],
+        "calls": ["apiserver"],
+        "scrape": [{"service": "gpu-demand", "port": "http", "path": "/metrics"}],
     },
     "open_webui": {
         "default": True, "tags": ["open_webui"], "gpu_backend": False,

@@ -72,7 +72,7 @@ def alias_table(models, routes=None):
     return out
 
 
-# The gateway side: the hook's module (roles/gpu_demand/files/gpu_demand_hook.py, mounted beside LiteLLM's config)
+# The gateway side: the hook's module (roles/litellm/files/gpu_demand_hook.py, mounted beside LiteLLM's config)
 # and the callback the litellm role adds to litellm_settings.callbacks when the component is on.
 HOOK_FILE = "gpu_demand_hook.py"
 HOOK_CALLBACK = "gpu_demand_hook.handler"

@@ -1,7 +1,7 @@
 """The GPU follows the demand (docs/gpu_demand.md): a request through the gateway hands the GPU over.
 
 Real: the LiteLLM proxy (pinned, with the config our litellm_config code renders from the example catalog, the
-litellm role's router settings and the hook gpu_demand's role mounts: roles/gpu_demand/files/gpu_demand_hook.py), the
+litellm role's router settings and the hook the litellm role mounts: roles/litellm/files/gpu_demand_hook.py), the
 on-demand service (roles/gpu_demand/files/gpu_demand_server.py on the LiteLLM venv's Python, authenticated with a
 ServiceAccount token bound to the swap's least-privilege RBAC), the control plane, the gpu_swap playbook.
 Simulated: the inference servers (tests/support/openai_backend.py, started and stopped by a ReadyGate as their pods

@@ -33,6 +33,7 @@ from tests.support.serve import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 FILES = REPO / "roles" / "gpu_demand" / "files"
+HOOK = REPO / "roles" / "litellm" / "files" / "gpu_demand_hook.py"   # the litellm role mounts it beside the config
 TOKEN = "gpu-demand-test-token-0123456789"
 
 CATALOG = load_example_catalog()
@@ -162,6 +163,6 @@ def gateway_with_hook(workdir, stand_ins, service):
     base["litellm_settings"] = gd.gateway_litellm_settings(base["litellm_settings"])
     config, _ = write_gateway_config(workdir, vllm=stand_ins.vllm, ollama=stand_ins.ollama, cloud=stand_ins.cloud,
                                      models=MODELS, config=base)
-    shutil.copy(FILES / gd.HOOK_FILE, config.parent / gd.HOOK_FILE)
-    env = dict(gateway_env(), GPU_DEMAND_URL=service.url, GPU_DEMAND_TOKEN=TOKEN, GPU_DEMAND_TIMEOUT="90")
+    shutil.copy(HOOK, config.parent / gd.HOOK_FILE)
+    env = dict(gateway_env(), GPU_DEMAND_URL=service.url, GPU_DEMAND_TOKEN=TOKEN)
     return LiteLLMProxy(config, env=env).start()

@@ -17,13 +17,13 @@ PORTS = components.port_variables()
 def test_the_registry_is_consistent_and_lists_the_deploy_components():
     assert components.registry_errors({}) == []
     assert components.registry_errors({"qdrant_http_port": 6400}) == [
-        "qdrant_http_port: not a port of the component registry; ports: litellm_port, ollama_embed_port, ollama_port, "
-        "open_webui_port, phoenix_grpc_port, phoenix_metrics_port, phoenix_port, vllm_port"]
-    assert list(components.defaults()) == ["gpu_runtime", "qdrant", "litellm", "ollama", "vllm", "open_webui",
-                                           "observability", "ingress", "network_policy", "tracing"]
-    assert [c for c, on in components.defaults().items() if not on] == ["tracing"]
-    assert sorted(PORTS) == ["litellm_port", "ollama_embed_port", "ollama_port", "open_webui_port", "phoenix_grpc_port",
-                             "phoenix_metrics_port", "phoenix_port", "vllm_port"]
+        "qdrant_http_port: not a port of the component registry; ports: gpu_demand_port, litellm_port, ollama_embed_port, "
+        "ollama_port, open_webui_port, phoenix_grpc_port, phoenix_metrics_port, phoenix_port, vllm_port"]
+    assert list(components.defaults()) == ["gpu_runtime", "qdrant", "litellm", "ollama", "vllm", "gpu_demand",
+                                           "open_webui", "observability", "ingress", "network_policy", "tracing"]
+    assert [c for c, on in components.defaults().items() if not on] == ["gpu_demand", "tracing"]
+    assert sorted(PORTS) == ["gpu_demand_port", "litellm_port", "ollama_embed_port", "ollama_port", "open_webui_port",
+                             "phoenix_grpc_port", "phoenix_metrics_port", "phoenix_port", "vllm_port"]
 
 
 @pytest.mark.parametrize("var", sorted(PORTS))
@@ -99,8 +99,10 @@ def test_registry_errors_finds_dangling_references_in_a_registry():
     errors = components.registry_errors({}, registry=broken)
     assert errors == ["a: 'a.grpc' names no port of the component's Services",
                       "a: 'c.http' names no port of the component's Services",
-                      "a: flow from 'ghost', which is neither a component nor a peer (traefik, prometheus, internet, dns)",
-                      "a: calls 'b', which is not a peer (traefik, prometheus, internet, dns); a call to a component is a "
+                      "a: flow from 'ghost', which is neither a component nor a peer (traefik, prometheus, internet, dns, "
+                      "apiserver)",
+                      "a: calls 'b', which is not a peer (traefik, prometheus, internet, dns, apiserver); a call to a "
+                      "component is a "
                       "flow on its side"]
 
 
@@ -109,7 +111,8 @@ def test_egress_is_derived_from_the_flows_of_the_components_called():
     egress = [(e["to"], e["service"], e["port"], e["number"]) for e in view["components"]["litellm"]["egress"]]
     assert egress == [("litellm", "litellm-postgres", "postgres", 5432), ("ollama", "ollama", "http", 11434),
                       ("ollama", "ollama-embed", "http", 11434),
-                      ("vllm", "vllm", "http", 8001), ("tracing", "phoenix", "otlp-grpc", 4317),
+                      ("vllm", "vllm", "http", 8001), ("gpu_demand", "gpu-demand", "http", 8090),
+                      ("tracing", "phoenix", "otlp-grpc", 4317),
                       ("tracing", "phoenix", "http", 6006)]
     assert [(e["to"], e["number"]) for e in view["components"]["open_webui"]["egress"]] == [
         ("qdrant", 6333), ("litellm", 4000), ("tracing", 4317), ("tracing", 6006)]
@@ -120,6 +123,8 @@ def test_the_playbook_tags_each_component_role_as_the_registry_says():
     """Ansible reads a role's tags from the playbook only: this keeps them equal to the registry's."""
     with open(os.path.join(REPO, "playbooks", "deploy.yml")) as handle:
         play = yaml.safe_load(handle)[0]
-    tags = dict((entry["role"].rsplit(".", 1)[-1], entry.get("tags")) for entry in play["roles"])
+    # each component role is imported at its declared-state entry point in the play's tasks
+    tags = dict((task["ansible.builtin.import_role"]["name"].rsplit(".", 1)[-1], task.get("tags"))
+                for task in play["tasks"] if "ansible.builtin.import_role" in task)
     for component, entry in components.REGISTRY.items():
         assert tags[entry.get("role", component)] == entry["tags"], component

@@ -11,9 +11,10 @@ An embedding request never asks (embeddings never swap). If the service cannot b
 is and LiteLLM's own fallbacks apply: the hook never makes the gateway worse than without it. The hook holds no
 cluster credentials: the gateway gets no write access to the cluster; the service does the swap.
 
-Configured by the litellm role: ``litellm_settings.callbacks: [gpu_demand_hook.handler]``, this file beside the
-config, env GPU_DEMAND_URL (the service, from the component registry), GPU_DEMAND_TOKEN (Secret litellm-env) and
-GPU_DEMAND_TIMEOUT (the hold budget plus a margin).
+Configured by the litellm role when the gpu_demand component is on: ``litellm_settings.callbacks:
+[gpu_demand_hook.handler]``, this file beside the config (ConfigMap litellm-config), env GPU_DEMAND_URL (the service,
+from the component registry) and GPU_DEMAND_TOKEN (Secret litellm-env). The service bounds the hold by its own budget
+(gpu_demand_hold_budget) and then answers; GPU_DEMAND_TIMEOUT (default 600 s) is only the hook's safety net.
 """
 
 import os
@@ -33,7 +34,7 @@ class GpuDemandHook(CustomLogger):
         super().__init__()
         self.url = os.environ.get("GPU_DEMAND_URL", "").rstrip("/")
         self.token = os.environ.get("GPU_DEMAND_TOKEN", "")
-        self.timeout = float(os.environ.get("GPU_DEMAND_TIMEOUT", "150"))
+        self.timeout = float(os.environ.get("GPU_DEMAND_TIMEOUT", "600"))
 
     async def async_pre_call_hook(self, user_api_key_dict, cache, data, call_type):
         alias = (data or {}).get("model")
