@@ -35,7 +35,7 @@ def test_every_registry_port_follows_an_inventory_override(tmp_path, playbook_ru
     render = tmp_path / "rendered"
     playbook_runner(PLAYBOOK, "-i", "inventory/example", "-e", "gpu_lab_render_only=true",
                     "-e", f"gpu_lab_render_dir={render}", "-e", "gpu_lab_gpu_owner=vllm:qwen2.5-7b",
-                    "-e", json.dumps(dict(MOVED, gpu_lab_components={"tracing": True})))
+                    "-e", json.dumps(dict(MOVED, gpu_lab_components={"tracing": True, "gpu_demand": True})))
     objs = _objects(render)
     view = components.resolve(MOVED)
     for var, (component, service, port_name) in components.port_variables().items():
@@ -99,6 +99,16 @@ def test_every_registry_port_follows_an_inventory_override(tmp_path, playbook_ru
                 checked.add((svc["metadata"]["name"], names[endpoint["port"]]))
     assert {("vllm", MOVED["vllm_port"]), ("litellm", MOVED["litellm_port"]),
             ("phoenix", MOVED["phoenix_metrics_port"])} <= checked
+
+    # the on-demand swap service: the gateway's hook calls it on its moved port, it calls the backends on theirs
+    assert _policy_ports(policies["gpu-demand"], "ingress") == {MOVED["gpu_demand_port"]}
+    gateway_env = dict((e["name"], e.get("value"))
+                       for e in _container_port(objs[("Deployment", "litellm")], "http")[1]["env"])
+    assert gateway_env["GPU_DEMAND_URL"] == "http://gpu-demand.ai-lab.svc.cluster.local:%d" % MOVED["gpu_demand_port"]
+    demand = json.loads(objs[("ConfigMap", "gpu-demand-config")]["data"]["config.json"])
+    assert demand["backends"] == {"vllm": "http://vllm.ai-lab.svc.cluster.local:%d" % MOVED["vllm_port"],
+                                  "ollama": "http://ollama.ai-lab.svc.cluster.local:%d" % MOVED["ollama_port"]}
+    assert ("gpu-demand", MOVED["gpu_demand_port"]) in checked
 
     # the clients' URLs
     env = dict((e["name"], e.get("value")) for e in _container_port(objs[("Deployment", "open-webui")], "http")[1]["env"])
