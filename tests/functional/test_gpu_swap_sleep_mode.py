@@ -182,3 +182,33 @@ def test_the_playbook_takes_the_fast_path_where_it_reaches_vllm_and_the_usual_pa
     problems = settled(lab, "ollama", "")
     assert not problems, problems
     assert not lab.pods("vllm") and vllm.sleep_level == 0, "vLLM was stopped, not put to sleep"
+
+
+def test_the_vllm_role_renders_sleep_mode_and_refuses_it_without_two_gpu_slots(tmp_path):
+    """The vllm role in state rendered (real ansible-playbook, the example lab's inventory): what sleep mode adds to
+    the Deployment and the Service, the swap's annotation and route label by the names gpu_swap reads; and the early
+    refusal naming both variables."""
+    from tests.support.deploy_render import load_objects, render_roles  # pylint: disable=import-outside-toplevel
+    objs = load_objects(render_roles(tmp_path / "on", ["vllm"], {"vllm_sleep_mode": True,
+                                                                 "gpu_runtime_time_slicing_replicas": 2}))
+    dep = next(o for o in objs if o["kind"] == "Deployment")
+    svc = next(o for o in objs if o["kind"] == "Service")
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert dep["metadata"]["annotations"][gs.SLEEP_ANNOTATION] == "level1"
+    assert "--enable-sleep-mode" in container["args"]
+    assert {"name": "VLLM_SERVER_DEV_MODE", "value": "1"} in container["env"]
+    assert container["resources"]["requests"]["memory"] == "24576Mi"  # 8Gi + vllm_sleep_host_memory 16Gi
+    assert container["resources"]["limits"]["memory"] == "49152Mi"    # 32Gi + 16Gi
+    assert dep["spec"]["template"]["metadata"]["labels"][gs.ROUTE_LABEL] == "on"
+    assert gs.ROUTE_LABEL not in dep["spec"]["selector"]["matchLabels"]
+    assert svc["spec"]["selector"][gs.ROUTE_LABEL] == "on"
+
+    off = load_objects(render_roles(tmp_path / "off", ["vllm"]))
+    dep = next(o for o in off if o["kind"] == "Deployment")
+    assert gs.SLEEP_ANNOTATION not in dep["metadata"]["annotations"]
+    assert "--enable-sleep-mode" not in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert gs.ROUTE_LABEL not in next(o for o in off if o["kind"] == "Service")["spec"]["selector"]
+
+    output = render_roles(tmp_path / "refused", ["vllm"], {"vllm_sleep_mode": True}, expect_failure=True)
+    assert "vllm_sleep_mode: true needs the GPU time-sliced into at least 2 slots" in output
+    assert "gpu_runtime_time_slicing_replicas is 0: set gpu_runtime_time_slicing_replicas: 2" in output
