@@ -45,7 +45,7 @@ KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NEWLINE_RE = re.compile(r"\r\n|\n|\r")
 _KEY_PREFIX_RE = re.compile(r"^[^\S\r\n]*(?:export[^\S\r\n]+)?([A-Za-z_][A-Za-z0-9_]*)[^\S\r\n]*=[^\S\r\n]*(.?)")
 
-COMPONENTS = ("litellm", "litellm_postgres", "qdrant", "open_webui", "grafana")
+COMPONENTS = ("litellm", "litellm_postgres", "qdrant", "open_webui", "grafana", "gpu_demand")
 
 # .env keys read by the provision playbook: written to a 0600 file on the host, NEVER to Kubernetes.
 PROVISION_KEYS = {
@@ -304,6 +304,7 @@ GENERATORS = {
     "QDRANT__SERVICE__API_KEY": lambda: generate_token(48),
     "WEBUI_SECRET_KEY": lambda: generate_token(48),
     "admin-password": lambda: generate_token(32),
+    "GPU_DEMAND_TOKEN": lambda: generate_token(48),
 }
 
 
@@ -352,7 +353,15 @@ def secret_layout(components, models=None, namespace="ai-lab", grafana_namespace
                 continue
             seen.add(env)
             keys.append(KeySpec(env, policy="env", required=True, reason="extra LiteLLM environment key"))
+        if components.get("gpu_demand"):
+            # the gateway's hook sends it, the on-demand swap service checks it (both read litellm-env)
+            keys.append(KeySpec("GPU_DEMAND_TOKEN", policy="env_or_generate",
+                                reason="bearer token of the gpu_demand hook (docs/gpu_demand.md)",
+                                generator=GENERATORS["GPU_DEMAND_TOKEN"]))
         specs.append(SecretSpec("litellm-env", namespace, "litellm", keys))
+    elif components.get("gpu_demand"):
+        errors.append("gpu_demand is enabled but litellm is not: the on-demand swap service is asked by the gateway; "
+                      "enable litellm or disable gpu_demand")
     if components.get("litellm_postgres"):
         if not components.get("litellm"):
             errors.append("litellm_postgres is enabled but litellm is not: enable litellm or disable its Postgres")
@@ -391,6 +400,7 @@ def _all_known_env_keys():
 _COMPONENT_OF_ENV = {
     "LITELLM_MASTER_KEY": "litellm", "LITELLM_SALT_KEY": "litellm", "POSTGRES_PASSWORD": "litellm_postgres",
     "QDRANT__SERVICE__API_KEY": "qdrant", "WEBUI_SECRET_KEY": "open_webui", "GRAFANA_ADMIN_PASSWORD": "grafana",
+    "GPU_DEMAND_TOKEN": "gpu_demand",
 }
 
 

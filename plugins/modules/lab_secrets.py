@@ -70,6 +70,11 @@ options:
         description: Grafana of kube-prometheus-stack; Secret C(grafana-admin) (C(admin-user), C(admin-password)).
         type: bool
         default: true
+      gpu_demand:
+        description: The on-demand swap service; key C(GPU_DEMAND_TOKEN) of Secret C(litellm-env) (the bearer token its
+          gateway hook sends; generated when C(.env) has none). Needs O(components.litellm).
+        type: bool
+        default: false
   models:
     description:
       - The model catalog (C(gpu_lab_models)). Every C(api_key_env) named there must be set in C(.env) and lands in C(litellm-env).
@@ -205,6 +210,7 @@ def main():
             qdrant=dict(type="bool", default=True),
             open_webui=dict(type="bool", default=True),
             grafana=dict(type="bool", default=True),
+            gpu_demand=dict(type="bool", default=False),
         )),
         models=dict(type="list", elements="dict", default=[]),
         litellm_extra_keys=dict(type="list", elements="str", default=[], no_log=False),

@@ -178,3 +178,17 @@ def test_validate_registers_secret_values_but_not_short_unrelated_ones(tmp_path)
         "%s:5: cannot parse this line: expected KEY=value (spaces in the key, or a stray word after the key?)" % env]
     assert module.no_log_values == {"sk-ant-abc123456", "tskey-x", "hf"}
     assert module.warnings == ["%s:1: DEBUG is not used by any enabled Secret and is ignored" % env]
+
+
+def test_gpu_demand_token_is_a_generated_key_of_the_gateway_secret():
+    from ansible_collections.ailab.gpu_lab.plugins.module_utils import dotenv_secrets as ds
+    specs, errors = ds.secret_layout(dict(COMPONENTS, gpu_demand=True))
+    assert errors == []
+    gateway = next(s for s in specs if s.name == "litellm-env")
+    token = next(k for k in gateway.keys if k.key == "GPU_DEMAND_TOKEN")
+    assert token.policy == "env_or_generate" and len(token.generator()) == 48
+    specs, _errors = ds.secret_layout(COMPONENTS)   # off by default: no such key
+    assert "GPU_DEMAND_TOKEN" not in [k.key for s in specs for k in s.keys]
+    _specs, errors = ds.secret_layout({"litellm": False, "gpu_demand": True})
+    assert errors == ["gpu_demand is enabled but litellm is not: the on-demand swap service is asked by the gateway; "
+                      "enable litellm or disable gpu_demand"]

@@ -91,7 +91,7 @@ def test_layout_mapping_matches_contract():
                                                           "api_key_env": "OPENAI_API_KEY"}])
     assert errors == []
     assert dict((s.name, [k.key for k in s.keys]) for s in specs) == {
-        "litellm-env": ["LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "OPENAI_API_KEY"],
+        "litellm-env": ["LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "OPENAI_API_KEY", "GPU_DEMAND_TOKEN"],
         "litellm-postgres": ["POSTGRES_PASSWORD"],
         "hf-token": ["HF_TOKEN"],
         "qdrant-api-key": ["QDRANT__SERVICE__API_KEY"],
