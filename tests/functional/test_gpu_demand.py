@@ -10,8 +10,12 @@ become Ready or go), the hosted fallback (always up), kwok pods, nvidia-smi (a s
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -19,6 +23,8 @@ import pytest
 from tests.support.gpu_demand_service import MODELS, gateway_with_hook, service_for
 from tests.support.gpu_swap_lab import READY_DELAY, Lab, ReadyGate
 from tests.support.openai_backend import OpenAIBackend
+
+GAMING_SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "provision" / "files" / "gpu-lab-gaming"
 
 
 @pytest.fixture
@@ -91,17 +97,21 @@ def test_a_request_hands_the_gpu_over_and_residency_and_the_lock_hold(kube, tmp_
 
 
 def test_idle_return_and_gaming_mode(kube, tmp_path, stand_ins):
-    """The idle return hands an unused GPU to idle_owner; the host's gaming signal (what the GameMode unit writes,
-    docs/provision.md) hands it to none, no request takes it back, and the end of the game returns it."""
+    """The idle return hands an unused GPU to idle_owner; the host's gaming signal (provision's gpu-lab-gaming script,
+    which the GameMode unit runs, docs/provision.md) hands it to none, no request takes it back, and the end of the
+    game returns it. The signal's time has second resolution: off within the same second as on still counts."""
     lab = Lab(kube, tmp_path, owner="vllm", models=MODELS).setup()
     gates = [ReadyGate(kube, "vllm", [stand_ins.vllm]).start(), ReadyGate(kube, "ollama", [stand_ins.ollama]).start()]
     backends = {"vllm": stand_ins.vllm.url, "ollama": stand_ins.ollama.url}
     service = service_for(kube, lab, tmp_path, backends, residency=0, idle_after=2, idle_owner="ollama")
-    cm = kube.client.resources.get(api_version="v1", kind="ConfigMap")
 
     def signal(state):
-        cm.patch(name="gpu-lab-state", namespace=kube.namespace, content_type="application/merge-patch+json",
-                 body={"data": {"gaming": state, "gaming_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}})
+        """The host's signal, by provision's own script as its systemd unit runs it (kubectl for `k3s kubectl`)."""
+        env = dict(os.environ, GPU_LAB_NAMESPACE=kube.namespace, KUBECONFIG=kube.kubeconfig,
+                   GPU_LAB_KUBECTL=str(Path(sys.executable).parent / "kubectl"))
+        done = subprocess.run(["/bin/sh", str(GAMING_SCRIPT), state], env=env, capture_output=True, text=True,
+                              check=False, timeout=30)
+        assert done.returncode == 0, done.stderr
     try:
         # Idle: nobody asked vLLM for 2 s (a record from before owner_since counts from the service's start).
         kube.wait_for(lambda: lab.state().get("owner") == "ollama", timeout=60, what="the idle return to ollama")
