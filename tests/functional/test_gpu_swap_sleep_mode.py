@@ -212,3 +212,15 @@ def test_the_vllm_role_renders_sleep_mode_and_refuses_it_without_two_gpu_slots(t
     output = render_roles(tmp_path / "refused", ["vllm"], {"vllm_sleep_mode": True}, expect_failure=True)
     assert "vllm_sleep_mode: true needs the GPU time-sliced into at least 2 slots" in output
     assert "gpu_runtime_time_slicing_replicas is 0: set gpu_runtime_time_slicing_replicas: 2" in output
+
+
+def test_deploy_keeps_a_sleeping_vllm_at_one_replica(tmp_path):
+    """The record says Ollama owns the GPU and vLLM sleeps (gpu_swap's fast path): the vllm role keeps its replica, so
+    a deploy does not stop the sleeping vLLM (its next wake would become a reload)."""
+    from tests.support.deploy_render import load_objects, render_roles  # pylint: disable=import-outside-toplevel
+    for state, replicas in (({"owner": "ollama", "model": "", "node": "gpu-box", "vllm_asleep": "level1"}, 1),
+                            ({"owner": "ollama", "model": "", "node": "gpu-box", "vllm_asleep": ""}, 0),
+                            ({"owner": "vllm", "model": MODEL, "node": "gpu-box"}, 1)):
+        objs = load_objects(render_roles(tmp_path / str(len(state)) / str(replicas), ["vllm"], {
+            "vllm_sleep_mode": True, "gpu_runtime_time_slicing_replicas": 2, "lab_gpu_state": state}))
+        assert next(o for o in objs if o["kind"] == "Deployment")["spec"]["replicas"] == replicas, state
