@@ -224,3 +224,27 @@ def test_deploy_keeps_a_sleeping_vllm_at_one_replica(tmp_path):
         objs = load_objects(render_roles(tmp_path / str(len(state)) / str(replicas), ["vllm"], {
             "vllm_sleep_mode": True, "gpu_runtime_time_slicing_replicas": 2, "lab_gpu_state": state}))
         assert next(o for o in objs if o["kind"] == "Deployment")["spec"]["replicas"] == replicas, state
+
+
+def test_the_vllm_stand_in_speaks_vllms_names_and_gates_its_endpoints_as_vllm_does():
+    """What the swap relies on in the stand-in, held to upstream facts: the gauges it exposes are vLLM's own names
+    (tests/functional/data/metric_names.yml, read from vllm/v1/metrics/loggers.py); without VLLM_SERVER_DEV_MODE the
+    sleep routes are not registered (404); without --enable-sleep-mode a sleep answers 200 but frees nothing."""
+    import pathlib  # pylint: disable=import-outside-toplevel
+
+    import yaml  # pylint: disable=import-outside-toplevel
+    from ansible_collections.ailab.gpu_lab.plugins.module_utils.gpu_swap import http_call, metric_value
+    names = yaml.safe_load((pathlib.Path(__file__).parent / "data" / "metric_names.yml").read_text())["vllm"]["gauges"]
+    with VLLMBackend(served_models=[MODEL]) as server:
+        text = http_call("GET", server.url + "/metrics")[1]
+        exposed = sorted(set(line.split("{")[0] for line in text.splitlines() if line and not line.startswith("#")))
+        assert exposed and set(exposed) <= set(names), (exposed, names)
+        assert metric_value(text, gs.RUNNING_METRIC) == 0.0
+    with VLLMBackend(served_models=[MODEL], dev_mode=False) as server:
+        assert http_call("POST", server.url + "/sleep?level=1") == (404, '{"detail": "Not Found"}')
+        assert http_call("GET", server.url + "/is_sleeping")[0] == 404
+    with VLLMBackend(served_models=[MODEL], sleep_mode=False) as server:
+        before = server.gpu_memory_mib
+        assert http_call("POST", server.url + "/sleep?level=1") == (200, "")
+        assert http_call("GET", server.url + "/is_sleeping") == (200, '{"is_sleeping": true}')
+        assert server.gpu_memory_mib == before  # nothing was in the CuMem pool: nothing freed
