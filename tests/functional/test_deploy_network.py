@@ -158,7 +158,7 @@ def test_tracing_sends_litellm_and_open_webui_traces_to_phoenix(objects):
         return {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0].get("env", [])}
     config = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "litellm-config")
     settings = yaml.safe_load(next(iter(config["data"].values())))["litellm_settings"]
-    assert settings["callbacks"] == ["prometheus", "otel"]
+    assert settings["callbacks"] == ["prometheus", "otel", "gpu_demand_hook.handler"]   # the example with gpu_demand on
     assert {k: env("litellm")[k] for k in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL")} == {
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://phoenix:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
     assert env("open-webui")["ENABLE_OTEL"] == "true"
@@ -180,6 +180,8 @@ OUTSIDE = [
     {"name": "internet", "ip": "203.0.113.10", "ports": [{"port": 443}, {"port": 80}]},
     {"name": "tailnet-host", "ip": TAILNET_IP, "ports": [{"port": 443}, {"port": 22}]},
     {"name": "other-namespace-pod", "namespace": "default", "labels": {"app": "something"}, "ports": [{"port": 80}]},
+    # k3s's API server as a pod's packets reach it (after kube-proxy's DNAT of kubernetes.default:443): the node, 6443
+    {"name": "apiserver", "ip": "192.168.1.10", "ports": [{"port": 6443}, {"port": 22}]},
 ]
 # A pod someone starts in the lab namespace by hand: default deny must hold for it too.
 STRAY = {"name": "stray", "namespace": LAB, "labels": {"app.kubernetes.io/name": "stray"}, "ports": [{"port": 8080}]}
@@ -222,7 +224,7 @@ def documented_flows(enabled: set[str], lab_pod_names: list[str]):
     assert rows[0] == ["from", "to", "port", "when"], rows[0]
     flows = set()
     for src, dst, port, when in rows[1:]:
-        assert when in ("always", "tracing", "postgres"), when
+        assert when in ("always", "tracing", "postgres", "gpu_demand"), when
         if when != "always" and when not in enabled:
             continue
         for s in (lab_pod_names if src == "every lab pod" else [src]):
@@ -235,20 +237,21 @@ def test_rendered_policies_allow_exactly_the_documented_flows(objects):
     assert {p["metadata"]["namespace"] for p in policies} == {LAB}
     pods = lab_pods(objects)
     names = sorted(p["name"] for p in pods)
-    assert names == ["gpu-image-prepull", "litellm", "litellm-postgres", "ollama", "ollama-embed", "open-webui", "phoenix",
-                     "qdrant", "vllm"], names
+    assert names == ["gpu-demand", "gpu-image-prepull", "litellm", "litellm-postgres", "ollama", "ollama-embed",
+                     "open-webui", "phoenix", "qdrant", "vllm"], names
     peers = pods + [STRAY] + OUTSIDE
     allowed = analyse(policies, peers)
     # Only edges that the lab's policies decide: one end in the lab namespace.
     lab = {p["name"] for p in pods} | {STRAY["name"]}
     allowed = {e for e in allowed if e[0] in lab or e[1] in lab}
-    expected = documented_flows({"postgres", "tracing"}, names + [STRAY["name"]])
+    expected = documented_flows({"postgres", "tracing", "gpu_demand"}, names + [STRAY["name"]])
     assert sorted(allowed - expected) == [], "allowed but not in docs/network.md"
     assert sorted(expected - allowed) == [], "in docs/network.md but not allowed"
     # the points the issue names, spelled out
     assert not {e for e in allowed if e[0] == "open-webui" and e[1] in ("ollama", "ollama-embed", "vllm")}
     assert not {e for e in allowed if e[0] == "other-namespace-pod"}
     assert not {e for e in allowed if e[1] == "tailnet-host"}
+    assert {e for e in allowed if e[1] == "apiserver"} == {("gpu-demand", "apiserver", "6443/TCP")}
 
 
 def test_the_proof_fails_when_a_policy_is_missing(objects):

@@ -34,7 +34,10 @@ EXPECTED = {
     ("Deployment", "phoenix"): ("tracing", None, {"user": 65532, "group": 65532, "fs_group": 65532}, {"phoenix": RW}),
     ("DaemonSet", "gpu-image-prepull"): ("image-prepull", None, {"user": 65535, "group": 65535},
                                          {"pull-ollama": RO, "pull-vllm": RO, "pause": RO}),
+    ("Deployment", "gpu-demand"): ("gpu_demand", None, {"user": 65534, "group": 65534}, {"gpu-demand": RW}),
 }
+# The only workloads that talk to the API server: their token is mounted (needs_api), under their own account.
+NEEDS_API = {("Deployment", "gpu-demand"): "gpu-demand"}
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +62,8 @@ def test_render_of_each_workload_has_the_builders_shared_fields(workloads, key):
                                 for c in pod.get(field, [])]
     if key[0] == "StatefulSet":
         spec["service_name"] = obj["spec"]["serviceName"]
+    if key in NEEDS_API:
+        spec.update(needs_api=True, service_account=NEEDS_API[key])
     reference = deploy.workload(spec)
     assert shape(obj, resources=False) == shape(reference, resources=False)
 
@@ -67,7 +72,8 @@ def test_render_of_each_workload_has_the_builders_shared_fields(workloads, key):
 def test_render_of_each_workload_is_hardened_and_sized(workloads, key):
     """The shape spelled out, in case the builder itself were changed: what docs/deploy.md promises of every pod."""
     pod = workloads[key]["spec"]["template"]["spec"]
-    assert pod["automountServiceAccountToken"] is False and pod["enableServiceLinks"] is False
+    assert pod["automountServiceAccountToken"] is (key in NEEDS_API) and pod["enableServiceLinks"] is False
+    assert pod.get("serviceAccountName") == NEEDS_API.get(key)
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["securityContext"].get("runAsUser", 1) != 0
     for container in containers(workloads[key]):

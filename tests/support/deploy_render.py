@@ -68,5 +68,5 @@ def render_example_lab(render: Path) -> list[dict]:
 
     run_playbook(REPO / "playbooks" / "deploy.yml", "-i", "inventory/example", "-e", "gpu_lab_render_only=true",
                  "-e", f"gpu_lab_render_dir={render}", "-e", "gpu_lab_gpu_owner=vllm:qwen2.5-7b",
-                 "-e", "litellm_postgres_enabled=true", "-e", json.dumps({"gpu_lab_components": {"tracing": True}}))
+                 "-e", "litellm_postgres_enabled=true", "-e", json.dumps({"gpu_lab_components": {"tracing": True, "gpu_demand": True}}))
     return load_objects(Path(render) / "k8s")
