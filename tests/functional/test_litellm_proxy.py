@@ -281,3 +281,27 @@ def test_embeddings_are_answered_by_the_cpu_ollama_while_the_gpu_ollama_is_stopp
             assert len(cpu_ollama.requests) == 2, "a chat request reached the CPU Ollama"
     finally:
         cpu_ollama.stop()
+
+
+def test_the_gateway_refuses_its_pass_through_routes_and_serves_the_allowed_ones(tmp_path):
+    """The litellm role's general_settings.allowed_routes, in the real proxy: LiteLLM's pass-through route /vllm/...
+    forwarded to vLLM's api_base and put the vLLM stand-in (tests/support/vllm_backend.py, dev mode as with
+    vllm_sleep_mode) to sleep with any key (/vllm/..%2Fsleep); with the role's settings it is refused and vLLM stays
+    awake, while the OpenAI routes, the metrics and the public health probes are served."""
+    from tests.support.vllm_backend import VLLMBackend  # pylint: disable=import-outside-toplevel
+    vllm, ollama, cloud = VLLMBackend().start(), OpenAIBackend(name="ollama").start(), OpenAIBackend(name="cloud").start()
+    try:
+        config, _ = write_gateway_config(tmp_path, vllm=vllm, ollama=ollama, cloud=cloud)
+        with LiteLLMProxy(config, env=gateway_env()) as proxy:
+            for path in ("/vllm/..%2Fsleep", "/vllm/..%2Fwake_up", "/openai/v1/models", "/anthropic/v1/messages"):
+                status, body = proxy.post(path, {"model": "qwen2.5-7b"})
+                assert status == 403 and "not allowed" in str(body), (path, status, body)
+            assert not [r for r in vllm.requests if "sleep" in r["path"] or "wake" in r["path"]], vllm.requests
+            status, body = proxy.chat("qwen2.5-7b", "still awake?")
+            assert status == 200 and body["choices"][0]["message"]["content"].startswith("[vllm]"), body
+            assert proxy.get("/v1/models")[0] == 200 and proxy.get("/metrics/")[0] == 200
+            assert proxy.post("/v1/embeddings", {"model": "nomic-embed", "input": "x"})[0] == 200
+            assert proxy.get("/health/liveliness", auth=False)[0] == 200
+    finally:
+        for backend in (vllm, ollama, cloud):
+            backend.stop()
