@@ -48,7 +48,7 @@ POLICY_DEFAULTS = {
     "retry_after": 30,      # the Retry-After of a 503 when no fallback can answer
     "poll_interval": 1.0,   # how often the service reads the record (gaming signal, idle return)
 }
-HOST_DEFAULTS = {"nvidia_smi_path": "", "reserved_mib": 1024, "timeout": 30}
+HOST_DEFAULTS = {"nvidia_smi_path": "", "reserved_mib": 1024, "timeout": 30, "sleep_residual_mib": 1536}
 
 
 class DemandError(Exception):
@@ -241,9 +241,10 @@ def backend_verifier(url, owner, model, timeout, http=http_json):
     return verify
 
 
-def host_check(swap, host, run=run_command):
+def host_check(swap, host, run=run_command, fast_path=False):
     """The host-check step: the GPU memory on the node, from nvidia-smi in this pod (the NVIDIA runtime mounts it,
-    no GPU requested), must be free but ``reserved_mib``; it sees what Kubernetes cannot (a game)."""
+    no GPU requested), must be free but ``reserved_mib`` (and, on the sleep-mode fast path, the sleeping vLLM's CUDA
+    context, ``sleep_residual_mib``, as the role allows it); it sees what Kubernetes cannot (a game)."""
     if not host.get("nvidia_smi_path"):
         swap.notes.append("no host check: nvidia_smi_path is not set (gpu_demand_host_check: false)")
         return
@@ -252,7 +253,8 @@ def host_check(swap, host, run=run_command):
     try:
         report, _failure = cap.collect(params, run_command=run, sleep=swap.sleep, clock=swap.clock)
         gpus = report["host"]["gpus"]
-        required = (min(g["memory_total_mib"] for g in gpus) - int(host["reserved_mib"])) if gpus else 1
+        allowed = int(host["reserved_mib"]) + (int(host["sleep_residual_mib"]) if fast_path else 0)
+        required = (min(g["memory_total_mib"] for g in gpus) - allowed) if gpus else 1
         report, failure = cap.collect(dict(params, require_host_free_mib=required, wait_timeout=host["timeout"],
                                            wait_sleep=1), run_command=run, sleep=swap.sleep, clock=swap.clock)
     except cap.CapacityError as exc:
@@ -277,7 +279,7 @@ def _stop(swap, begin, ctx):
 
 
 def _host_check(swap, begin, ctx):
-    ctx["host_check"](swap)
+    ctx["host_check"](swap, bool(begin.get("fast_path")))
 
 
 def _start(swap, begin, ctx):
@@ -300,6 +302,7 @@ def hand_over(cluster, params, target, trigger, backends, host, clock=time.monot
               sleep=time.sleep, http=http_json, run=run_command):
     """One swap to ``target`` by ``trigger``: begin, then every SEQUENCE step; any failure rolls back (the role's
     rescue). Returns ``{"ok", "noop", "from", "to", "seconds", "phases", "notes", "error", "restored"}``."""
+    host = dict(HOST_DEFAULTS, **(host or {}))
     swap = gs.Swap(cluster, dict(params, trigger=trigger, verify_gateway=False), clock=clock, wall=wall, sleep=sleep)
     t0 = clock()
     begin = swap.begin(target)
@@ -309,7 +312,7 @@ def hand_over(cluster, params, target, trigger, backends, host, clock=time.monot
         ctx = {"backends": backends, "notes": swap.notes,
                "ollama_unload": lambda url: ollama_unload(url, float(params.get("unload_timeout") or 60), http=http,
                                                           clock=clock, sleep=sleep),
-               "host_check": lambda s: host_check(s, host, run=run),
+               "host_check": lambda s, fast: host_check(s, host, run=run, fast_path=fast),
                "verifier": lambda url, owner, model: backend_verifier(
                    url, owner, model, float(params.get("verify_timeout") or 120), http=http)}
         step = None

@@ -20,9 +20,18 @@ from types import SimpleNamespace
 
 import pytest
 
+from ansible_collections.ailab.gpu_lab.plugins.module_utils import gpu_swap as gs
 from tests.support.gpu_demand_service import MODELS, gateway_with_hook, service_for
 from tests.support.gpu_swap_lab import READY_DELAY, Lab, ReadyGate
 from tests.support.openai_backend import OpenAIBackend
+
+class _SwapClock:
+    """What host_check uses of a Swap: its clock, sleep, notes and phase report."""
+    clock, sleep, notes = staticmethod(time.monotonic), staticmethod(time.sleep), []
+
+    def phase(self, *args, **kwargs):
+        pass
+
 
 GAMING_SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "provision" / "files" / "gpu-lab-gaming"
 
@@ -140,4 +149,40 @@ def test_idle_return_and_gaming_mode(kube, tmp_path, stand_ins):
     finally:
         service.stop()
         for gate in gates:
+            gate.stop()
+
+
+def test_the_service_hands_over_on_the_sleep_mode_fast_path(kube, tmp_path):
+    """With vLLM sleep mode (a 2-slot node, the annotation deploy sets), the service's hand-over (gpu_demand.hand_over,
+    the one the HTTP service runs) takes the swap core's fast path: vLLM is drained and put to sleep, not deleted, and
+    its way back is a wake. Emulated as in tests/functional/test_gpu_swap_sleep_mode.py (the vLLM stand-in implements
+    /sleep, /wake_up, /is_sleeping as vLLM's source has them); Ollama's stand-in answers while its pod is Ready."""
+    from ansible_collections.ailab.gpu_lab.plugins.module_utils import gpu_demand as gd  # pylint: disable=import-outside-toplevel
+    from tests.support.gpu_swap_sleep import SleepLab  # pylint: disable=import-outside-toplevel
+    from tests.support.vllm_backend import VLLMBackend  # pylint: disable=import-outside-toplevel
+    with VLLMBackend(served_models=["qwen2.5-7b"]) as vllm:
+        ollama = OpenAIBackend(name="ollama")
+        lab = SleepLab(kube, tmp_path, owner="vllm", model="qwen2.5-7b").setup()
+        gate = ReadyGate(kube, "ollama", [ollama]).start()
+        try:
+            uids = sorted(p["metadata"]["uid"] for p in lab.pods("vllm"))
+            backends = {"vllm": vllm.url, "ollama": ollama.url}
+            # nvidia-smi shows the sleeping vLLM's CUDA context (1.3 GiB used): free but that and the reserve passes
+            host = {"nvidia_smi_path": str(lab.set_smi("driver-550-rtx4090-vllm-asleep")), "timeout": 2}
+            result = gd.hand_over(lab.cluster(), lab.params(vllm.url), "ollama", "request", backends, host)
+            assert result["ok"], result
+            assert vllm.sleep_level == 1 and sorted(p["metadata"]["uid"] for p in lab.pods("vllm")) == uids
+            state = lab.state()
+            assert (state["owner"], state["owner_trigger"]) == ("ollama", "request") and not state.get("intent_phase")
+            names = [p["name"] for p in result["phases"]]
+            assert "drain vLLM (vllm:num_requests_running == 0)" in names
+            assert "require the GPU memory released on the host (nvidia-smi)" in names
+            # the same memory with no residual allowed (not the fast path) is refused: the check is real
+            with pytest.raises(gs.SwapError, match="MiB of GPU memory required free"):
+                gd.host_check(_SwapClock(), dict(gd.HOST_DEFAULTS, **host), fast_path=False)
+            result = gd.hand_over(lab.cluster(), lab.params(vllm.url), "vllm:qwen2.5-7b", "request", backends, host)
+            assert result["ok"], result
+            assert vllm.sleep_level == 0 and sorted(p["metadata"]["uid"] for p in lab.pods("vllm")) == uids
+            assert lab.state()["owner"] == "vllm" and vllm.engine_dead is None
+        finally:
             gate.stop()

@@ -103,6 +103,11 @@ def test_role_defaults_are_the_service_defaults():
     assert dict((k, defaults["gpu_demand_" + k]) for k in gd.POLICY_DEFAULTS) == gd.POLICY_DEFAULTS
     assert defaults["gpu_demand_host_reserved_mib"] == gd.HOST_DEFAULTS["reserved_mib"]
     assert defaults["gpu_demand_host_timeout"] == gd.HOST_DEFAULTS["timeout"]
+    assert defaults["gpu_demand_host_sleep_residual_mib"] == gd.HOST_DEFAULTS["sleep_residual_mib"]
+    # ...and the playbook's swap allows the same on the host (roles/gpu_swap): one policy, two drivers
+    swap = yaml.safe_load((role.parent / "gpu_swap" / "defaults" / "main.yml").read_text())
+    assert (swap["gpu_swap_host_reserved_mib"], swap["gpu_swap_host_timeout"], swap["gpu_swap_sleep_residual_mib"]) == (
+        gd.HOST_DEFAULTS["reserved_mib"], gd.HOST_DEFAULTS["timeout"], gd.HOST_DEFAULTS["sleep_residual_mib"])
 
 
 def test_the_pod_mounts_exactly_the_modules_the_service_imports():
