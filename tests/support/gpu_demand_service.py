@@ -19,8 +19,6 @@ import signal
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,7 +27,7 @@ import yaml
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import gpu_demand as gd
 from tests.support.catalog_example import load_example_catalog
 from tests.support.litellm_proxy import LiteLLMProxy, gateway_env, litellm_venv, role_base_config, write_gateway_config
-from tests.support.serve import free_port
+from tests.support.serve import free_port, json_request
 
 REPO = Path(__file__).resolve().parents[2]
 FILES = REPO / "roles" / "gpu_demand" / "files"
@@ -121,23 +119,8 @@ class DemandService:
         return self._log.read_text(errors="replace") if self._log.exists() else ""
 
     def request(self, method, path, payload=None, token=None, timeout=180):
-        headers = {"Content-Type": "application/json"}
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        data = json.dumps(payload).encode() if payload is not None else None
-        req = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
-        try:
-            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=timeout) as resp:
-                status, raw = resp.status, resp.read()
-        except urllib.error.HTTPError as err:
-            status, raw = err.code, err.read()
-        except OSError:
-            return None, None
-        text = raw.decode("utf-8", "replace")
-        try:
-            return status, json.loads(text)
-        except ValueError:
-            return status, text
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        return json_request(method, self.url + path, payload, headers, timeout)
 
     def ensure(self, alias, token=TOKEN):
         return self.request("POST", "/v1/ensure", {"model": alias}, token=token)

@@ -23,11 +23,9 @@ import signal
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from tests.support.serve import free_port
+from tests.support.serve import free_port, json_request
 from tests.support.catalog_example import load_example_catalog
 
 REPO = Path(__file__).resolve().parents[2]
@@ -145,24 +143,7 @@ class LiteLLMProxy:
         """Return (status, parsed JSON body or text). Never raises on HTTP errors."""
         hdrs = dict(self.auth) if auth else {}
         hdrs.update(headers or {})
-        data = None
-        if payload is not None:
-            data = json.dumps(payload).encode()
-            hdrs.setdefault("Content-Type", "application/json")
-        req = urllib.request.Request(self.url + path, data=data, headers=hdrs, method=method)
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        try:
-            with opener.open(req, timeout=timeout) as resp:
-                status, raw = resp.status, resp.read()
-        except urllib.error.HTTPError as err:
-            status, raw = err.code, err.read()
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-            return None, None
-        text = raw.decode("utf-8", "replace")
-        try:
-            return status, json.loads(text)
-        except ValueError:
-            return status, text
+        return json_request(method, self.url + path, payload, hdrs, timeout)
 
     def get(self, path: str, **kw):
         return self.request("GET", path, **kw)

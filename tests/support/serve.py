@@ -11,6 +11,31 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+def json_request(method: str, url: str, payload=None, headers: dict | None = None, timeout: float = 30.0):
+    """One HTTP request with a JSON body (no proxy): ``(status, parsed JSON body or text)``; never raises on an HTTP
+    error; ``(None, None)`` when the server cannot be reached."""
+    import urllib.error  # pylint: disable=import-outside-toplevel
+    import urllib.request  # pylint: disable=import-outside-toplevel
+    hdrs = dict(headers or {})
+    data = None
+    if payload is not None:
+        data = json.dumps(payload).encode()
+        hdrs.setdefault("Content-Type", "application/json")
+    req = urllib.request.Request(url, data=data, headers=hdrs, method=method)
+    try:
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=timeout) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        status, raw = err.code, err.read()
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return None, None
+    text = raw.decode("utf-8", "replace")
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
