@@ -142,9 +142,11 @@ bench: setup
 bench-swap: setup
 	python -m tests.bench.bench_swap
 
-# gpu_demand: what a request held by the gateway waits beyond its target's Ready time (docs/gpu_demand.md).
+# gpu_demand: what a request held by the gateway waits beyond its target's Ready time (docs/gpu_demand.md), then
+# the fast path's hand-over time with the vLLM stand-in (vLLM sleep mode, docs/gpu_swap.md).
 bench-demand: setup
 	python -m tests.bench.bench_demand
+	python -m tests.bench.bench_swap_sleep
 
 # deploy: its idempotent re-run vs kubectl apply --server-side of the same rendered manifests (docs/deploy.md).
 bench-deploy: setup
