@@ -47,7 +47,7 @@ BACKENDS = SELF_HOSTED_BACKENDS + HOSTED_BACKENDS
 MODES = ("chat", "embedding")
 
 FIELDS = ("name", "backend", "source", "revision", "mode", "vllm_args", "api_key_env", "api_base",
-          "litellm", "node", "cooldown_time", "dimensions", "on_demand")
+          "litellm", "node", "cooldown_time", "dimensions", "on_demand", "vision")
 
 # Seconds LiteLLM keeps a self-hosted deployment out of rotation after it failed (model_info.cooldown_time,
 # which wins over router_settings.cooldown_time). vLLM and Ollama are only down during a planned GPU swap,
@@ -65,6 +65,20 @@ VLLM_DERIVED_ARGS = {
 # vllm_args that vLLM checks only when it starts (minutes later, in a crash-looping pod): refused here.
 # Each backend pod gets exactly one GPU (limits nvidia.com/gpu: 1), so nothing may spread a model over more.
 VLLM_ONE_GPU_ARGS = ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size")
+
+# vllm_args of vLLM's multimodal config (vllm/config/multimodal.py, MultiModalConfig; the engine argument of its
+# limit_per_prompt is limit_mm_per_prompt): they only mean something for a model that takes images, so an entry
+# using them must say vision: true (a text-only entry may only switch image input off: limit_mm_per_prompt 0).
+VLLM_MULTIMODAL_ARGS = (
+    "limit_mm_per_prompt", "mm_processor_kwargs", "mm_processor_cache_gb", "mm_processor_cache_type",
+    "media_io_kwargs", "mm_shm_cache_max_object_size_mb", "mm_encoder_tp_mode", "interleave_mm_strings",
+    "skip_mm_profiling", "enable_mm_embeds", "video_pruning_rate",
+)
+# limit_mm_per_prompt per modality: a count, or a mapping of the options vLLM's dummy-data classes accept
+# (ImageDummyOptions, VideoDummyOptions, AudioDummyOptions forbid other keys; other modalities take count only).
+VLLM_MM_LIMIT_OPTIONS = {"image": ("count", "width", "height"), "video": ("count", "num_frames", "width", "height"),
+                         "audio": ("count", "length")}
+VLLM_MM_CACHE_TYPES = ("shm", "lru")
 
 # litellm_params the catalog derives; other keys are passed through as extra litellm_params.
 LITELLM_DERIVED_PARAMS = {"model": "backend + source/name", "api_base": "api_base", "api_key": "api_key_env"}
@@ -261,6 +275,18 @@ def _check_entry(index, entry):
             err("on_demand", "only a chat model of a GPU backend (vllm, ollama) can take the GPU on demand; an "
                              "embedding request never swaps and a hosted model needs no GPU: remove it")
 
+    vision = entry.get("vision")
+    if vision is not None:
+        if not isinstance(vision, bool):
+            err("vision", "%r is not true or false (whether the model takes images: the gateway's model_info "
+                          "supports_vision)" % (vision,))
+        elif vision and mode == "embedding":
+            err("vision", "an embedding model (mode: embedding) returns vectors of text; it takes no image input. "
+                          "Remove vision, or drop mode: embedding if this is a chat model that reads images")
+    if backend == "vllm" and isinstance(vllm_args, dict):
+        for problem in _vllm_multimodal_args(vllm_args, vision is True):
+            err("vllm_args", problem)
+
     dimensions = entry.get("dimensions")
     if dimensions is not None:
         if isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1:
@@ -314,6 +340,72 @@ def _vllm_arg_values(vllm_args):
     return problems
 
 
+def _mm_count(value):
+    return not isinstance(value, bool) and isinstance(value, int) and value >= 0
+
+
+def _mm_limit_problems(limits):
+    """Problems of limit_mm_per_prompt, as vLLM's MultiModalConfig refuses them at start."""
+    if not isinstance(limits, dict):
+        return ["limit_mm_per_prompt %r is not a mapping modality -> count, e.g. {image: 1}" % (limits,)]
+    problems = []
+    for modality, value in limits.items():
+        options = VLLM_MM_LIMIT_OPTIONS.get(modality, ("count",))
+        if isinstance(value, dict):
+            unknown = sorted(k for k in value if k not in options)
+            if unknown:
+                problems.append("limit_mm_per_prompt.%s: unknown option(s) %s; vLLM accepts %s"
+                                % (modality, ", ".join(map(str, unknown)), ", ".join(options)))
+            bad = sorted(k for k, v in value.items()
+                         if k in options and (not _mm_count(v) or (k != "count" and v == 0)))
+            if bad:
+                problems.append("limit_mm_per_prompt.%s: %s must be whole numbers (count >= 0, the others >= 1)"
+                                % (modality, ", ".join(bad)))
+        elif not _mm_count(value):
+            problems.append("limit_mm_per_prompt.%s %r is not a count >= 0 (how many %s items one prompt may carry)"
+                            % (modality, value, modality))
+    return problems
+
+
+def _mm_image_limit(limits):
+    """The image count limit_mm_per_prompt allows (vLLM's default for an unset modality is 999)."""
+    value = limits.get("image", 999) if isinstance(limits, dict) else 999
+    return value.get("count", 999) if isinstance(value, dict) else value
+
+
+def _vllm_multimodal_args(vllm_args, vision):
+    """Problems of the multimodal vllm_args (VLLM_MULTIMODAL_ARGS) of an entry with or without vision: true."""
+    given = dict((k, v) for k, v in vllm_args.items() if k in VLLM_MULTIMODAL_ARGS and v is not None and v is not False)
+    problems = []
+    limits = given.get("limit_mm_per_prompt")
+    if limits is not None:
+        problems.extend(_mm_limit_problems(limits))
+    if problems:
+        return problems
+    image_off = limits is not None and _mm_image_limit(limits) == 0
+    if vision and image_off:
+        problems.append("limit_mm_per_prompt allows 0 images but the entry says vision: true; allow at least one "
+                        "(e.g. {image: 1}) or remove vision")
+    if not vision:
+        mm_only = sorted(k for k in given if k != "limit_mm_per_prompt" or not image_off)
+        if mm_only:
+            problems.append("%s: multimodal option(s) of vLLM, for a model that takes images; add vision: true to "
+                            "the entry (the gateway then marks it supports_vision), or remove them"
+                            % ", ".join(mm_only))
+    for key in ("mm_processor_kwargs", "media_io_kwargs"):
+        if key in given and not isinstance(given[key], dict):
+            problems.append("%s %r is not a mapping (vLLM parses it as a JSON object), e.g. {}"
+                            % (key, given[key]))
+    if "mm_processor_cache_gb" in given and (not _number(given["mm_processor_cache_gb"])
+                                             or given["mm_processor_cache_gb"] < 0):
+        problems.append("mm_processor_cache_gb %r is not a number of GiB >= 0 (0 turns the cache off)"
+                        % (given["mm_processor_cache_gb"],))
+    if "mm_processor_cache_type" in given and given["mm_processor_cache_type"] not in VLLM_MM_CACHE_TYPES:
+        problems.append("mm_processor_cache_type %r is not one of %s" % (given["mm_processor_cache_type"],
+                                                                      ", ".join(VLLM_MM_CACHE_TYPES)))
+    return problems
+
+
 def validate_routes(routes, models):
     """Return a list of errors for ``gpu_lab_routes`` against the (normalized) catalog."""
     if routes in (None, {}):
@@ -348,6 +440,20 @@ def validate_routes(routes, models):
                 errors.append("%s[%d]: '%s' is a %s model but '%s' is a %s model; a fallback must serve the same "
                               "kind of request" % (where, pos, alias, src.get("mode", "chat"), target,
                                                    by_name[target].get("mode", "chat")))
+            elif src is not None and src.get("vision") and not by_name[target].get("vision"):
+                errors.append("%s[%d]: '%s' takes images (vision: true) but its fallback '%s' does not; when '%s' "
+                              "fails the gateway would hand the image to a model that cannot read it: fall back to "
+                              "vision models only" % (where, pos, alias, target, alias))
+    default = routes.get("default")
+    if isinstance(default, list):
+        for entry in models:
+            if not entry.get("vision") or entry.get("name") in routes:
+                continue
+            text_only = [t for t in default if t in by_name and not by_name[t].get("vision")]
+            if text_only:
+                errors.append("gpu_lab_routes['default']: %s do(es) not take images, but '%s' (vision: true) has no "
+                              "route of its own and would fall back to them; give '%s' its own route of vision "
+                              "models" % (", ".join("'%s'" % t for t in text_only), entry["name"], entry["name"]))
     return errors
 
 
@@ -459,6 +565,8 @@ def litellm_model_list(models, namespace="ai-lab", vllm_api_base=None, ollama_ap
             cooldown = SELF_HOSTED_COOLDOWN_TIME
         if cooldown is not None:
             info["cooldown_time"] = cooldown
+        if entry.get("vision"):
+            info["supports_vision"] = True
         item["model_info"] = info
         result.append(item)
     return result

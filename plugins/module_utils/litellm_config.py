@@ -62,7 +62,7 @@ GENERAL_SETTINGS_KEYS = (
     "allow_public_health_readiness_details", "allow_requests_on_db_unavailable", "allow_user_auth", "allowed_ips",
     "allowed_routes", "always_include_stream_usage", "apply_user_budget_to_team_keys", "background_health_checks",
     "background_health_check_model_groups", "cancel_on_disconnect", "completion_model", "custom_auth",
-    "custom_key_generate", "custom_sso", "database_args", "database_connect_timeout",
+    "custom_auth_run_common_checks", "custom_key_generate", "custom_sso", "database_args", "database_connect_timeout",
     "database_connection_pool_limit", "database_connection_pool_timeout", "database_connection_timeout",
     "database_type", "database_url", "default_team_disabled", "disable_master_key_return",
     "disable_model_info_refresh", "disable_prisma_schema_update", "disable_reset_budget",
@@ -85,6 +85,7 @@ GENERAL_SETTINGS_KEYS = (
 LITELLM_SETTINGS_KEYS = (
     "allowed_fails", "budget_duration", "cache", "cache_params", "callbacks", "content_policy_fallbacks",
     "context_window_fallbacks", "default_fallbacks", "default_internal_user_params", "default_key_generate_params",
+    "enable_post_custom_auth_checks",
     "default_team_settings", "disable_end_user_cost_tracking", "disable_streaming_logging",
     "disable_token_counter", "drop_params", "enable_preview_features", "failure_callback", "fallbacks",
     "force_ipv4", "json_logs", "key_generation_settings", "log_raw_request_response", "max_budget",
@@ -280,6 +281,13 @@ def _check_model(index, entry, errors):
     if mode is not None and mode not in MODEL_MODES:
         errors.append("%s: model_info.mode '%s' is not a LiteLLM mode%s"
                       % (where, mode, _catalog.did_you_mean(mode, MODEL_MODES)))
+    vision = (info or {}).get("supports_vision")
+    if vision is not None and not isinstance(vision, bool):
+        errors.append("%s: model_info.supports_vision %r is not true or false (whether the model takes image input)"
+                      % (where, vision))
+    elif vision and mode == "embedding":
+        errors.append("%s: model_info.supports_vision is true on an embedding model (mode: embedding), which takes "
+                      "no image input; remove supports_vision" % where)
     if mode is None and _catalog.looks_like_embedding(name, model.split("/", 1)[1]):
         errors.append("%s: '%s' looks like an embedding model but model_info.mode is not set; add model_info: "
                       "{mode: embedding} (LiteLLM health-checks it as a chat model and reports it unhealthy), or "

@@ -29,6 +29,13 @@ How it FAILS, as reported upstream (cited, because a swap must never do these):
 
 ``engine_dead`` holds the reason once the emulated engine died.
 
+Image input (``vision``): a chat request's ``image_url`` parts are checked as vLLM checks them before the engine
+sees them, with its words and a 400 ``BadRequestError`` (vllm/multimodal/registry.py ``create_processor``: a
+text-only model answers "<model> is not a multimodal model"; vllm/multimodal/processing.py ``validate_num_items``:
+more images than ``--limit-mm-per-prompt`` allows answer "At most N image(s) may be provided in one prompt.";
+a ``data:`` URI that is not base64 fails to load). ``chat_bodies`` keeps each accepted chat request's JSON body
+as it arrived, so a test can compare what reached vLLM with what the client sent.
+
 What is EMULATED: GPU memory. No GPU here; ``gpu_memory_mib`` is the figure nvidia-smi would show for the vLLM
 process: ``weights_mib + kv_cache_mib + context_mib`` awake, ``context_mib`` (the CUDA context, which a sleeping
 vLLM keeps: about 0.8-1.2 GiB) after a sleep in sleep mode, unchanged after a sleep without sleep mode.
@@ -40,6 +47,8 @@ causes vLLM process to crash. 500 Internal Server Error").
 
 from __future__ import annotations
 
+import base64
+import binascii
 import threading
 import time
 from urllib.parse import parse_qs
@@ -54,9 +63,12 @@ class VLLMBackend(OpenAIBackend):
 
     def __init__(self, name: str = "vllm", dev_mode: bool = True, sleep_mode: bool = True, weights_mib: int = 5200,
                  kv_cache_mib: int = 14000, context_mib: int = 1000, sleep_seconds: float = 0.05,
-                 wake_seconds: float = 0.3, **kwargs):
+                 wake_seconds: float = 0.3, vision: bool = False, limit_mm_per_prompt: dict | None = None, **kwargs):
         super().__init__(name=name, **kwargs)
         self.handler_class = _VLLMHandler
+        self.vision = vision                                  # a multimodal model is served
+        self.limit_mm_per_prompt = dict(limit_mm_per_prompt or {})  # --limit-mm-per-prompt (vLLM's default: 999)
+        self.chat_bodies: list[dict] = []
         self.dev_mode = dev_mode
         self.sleep_mode = sleep_mode
         self.weights_mib = weights_mib
@@ -108,6 +120,14 @@ class VLLMBackend(OpenAIBackend):
                  "# TYPE vllm:engine_sleep_state gauge"]
         lines += [f'vllm:engine_sleep_state{{{labels},sleep_state="{s}"}} {float(v)}' for s, v in states.items()]
         return "\n".join(lines) + "\n"
+
+
+def _is_base64(data: str) -> bool:
+    try:
+        base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return bool(data)
 
 
 class _VLLMHandler(_Handler):
@@ -175,6 +195,34 @@ class _VLLMHandler(_Handler):
                                  "message": "request aborted: %s" % self.backend.engine_dead})
             return False
         return proceed
+
+    def _bad_request(self, message: str, param: str | None = None) -> None:
+        self.send_json(400, {"error": {"message": message, "type": "BadRequestError", "param": param, "code": 400}})
+
+    def _chat(self, model, body):
+        images = [part for message in body.get("messages") or [] if isinstance(message, dict)
+                  and isinstance(message.get("content"), list)
+                  for part in message["content"] if isinstance(part, dict) and part.get("type") == "image_url"]
+        backend = self.backend
+        if images:
+            if not backend.vision:
+                self._bad_request("%s is not a multimodal model" % model)
+                return
+            limit = backend.limit_mm_per_prompt.get("image", 999)
+            limit = limit.get("count", 999) if isinstance(limit, dict) else limit
+            if len(images) > limit:
+                self._bad_request("At most %d image(s) may be provided in one prompt. Set `--limit-mm-per-prompt` "
+                                  "to increase this limit." % limit, "image")
+                return
+            for part in images:
+                url = (part.get("image_url") or {}).get("url") or ""
+                head, _sep, data = url.partition(",")
+                if url.startswith("data:") and (";base64" not in head or not _is_base64(data)):
+                    self._bad_request("Failed to load image: the data URL is not base64-encoded image data")
+                    return
+        with backend._lock:
+            backend.chat_bodies.append(body)
+        super()._chat(model, body)
 
     def _sleep(self, query) -> None:
         backend = self.backend

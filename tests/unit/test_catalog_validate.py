@@ -82,7 +82,7 @@ def test_served_name_and_gateway_name_cannot_drift():
 
 
 def test_vllm_args_rendering():
-    models = [{"name": "q", "backend": "vllm", "source": "Qwen/Q", "revision": SHA, "vllm_args": {
+    models = [{"name": "q", "backend": "vllm", "source": "Qwen/Q", "revision": SHA, "vision": True, "vllm_args": {
         "max_model_len": 8192, "gpu_memory_utilization": 0.9, "enforce_eager": True, "trust_remote_code": False,
         "quantization": None, "limit_mm_per_prompt": {"image": 1}, "allowed_origins": ["a", "b"]}}]
     assert catalog.vllm_args(models, "q") == [
