@@ -401,8 +401,8 @@ def _vllm_multimodal_args(vllm_args, vision):
         problems.append("mm_processor_cache_gb %r is not a number of GiB >= 0 (0 turns the cache off)"
                         % (given["mm_processor_cache_gb"],))
     if "mm_processor_cache_type" in given and given["mm_processor_cache_type"] not in VLLM_MM_CACHE_TYPES:
-        problems.append("mm_processor_cache_type %r is not one of %s" % (given["mm_processor_cache_type"],
-                                                                      ", ".join(VLLM_MM_CACHE_TYPES)))
+        problems.append("mm_processor_cache_type %r is not one of %s"
+                        % (given["mm_processor_cache_type"], ", ".join(VLLM_MM_CACHE_TYPES)))
     return problems
 
 
