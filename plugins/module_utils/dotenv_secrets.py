@@ -305,11 +305,40 @@ GENERATORS = {
     "WEBUI_SECRET_KEY": lambda: generate_token(48),
     "admin-password": lambda: generate_token(32),
     "GPU_DEMAND_TOKEN": lambda: generate_token(48),
+    "LITELLM_KEY_": lambda: generate_token(48, "sk-"),   # every gateway key (LITELLM_KEY_<NAME>), like the master key
 }
 
 
+LITELLM_KEY_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$")
+OPEN_WEBUI_KEY_NAME = "open-webui"
+
+
+def litellm_key_secret(name):
+    """Where the gateway key ``name`` lives: ``(Secret name, its key, the .env key)``; the litellm role's Deployment
+    references the same (templates/gateway.yaml.j2), its custom_auth hook reads env ``LITELLM_KEY_<NAME>``."""
+    return "litellm-key-" + name, "api-key", "LITELLM_KEY_" + name.upper().replace("-", "_")
+
+
+def _litellm_key_specs(names, namespace, errors):
+    specs, seen = [], set()
+    for name in names:
+        if not isinstance(name, str) or not LITELLM_KEY_NAME_RE.match(name):
+            errors.append("litellm_keys: name %r is not lower-case letters, digits and '-' (it names Secret "
+                          "litellm-key-<name>)" % (name,))
+            continue
+        if name in seen:
+            errors.append("litellm_keys: name %r is listed twice" % name)
+            continue
+        seen.add(name)
+        secret, key, env = litellm_key_secret(name)
+        specs.append(SecretSpec(secret, namespace, "litellm",
+                                [KeySpec(key, env=env, policy="env_or_generate", generator=GENERATORS[env[:12]],
+                                         reason="gateway key %r (docs/litellm.md \"Keys\")" % name)]))
+    return specs
+
+
 def secret_layout(components, models=None, namespace="ai-lab", grafana_namespace=None, grafana_admin_user="admin",
-                  hf_token_required=False, litellm_extra_keys=None):
+                  hf_token_required=False, litellm_extra_keys=None, litellm_keys=None):
     """The Secrets to manage and the origin of each key; returns ``(specs, errors)`` (errors are strings).
 
     ``components``: mapping component -> bool (see :data:`COMPONENTS`); ``models``: the catalog
@@ -359,6 +388,15 @@ def secret_layout(components, models=None, namespace="ai-lab", grafana_namespace
                                 reason="bearer token of the gpu_demand hook (docs/gpu_demand.md)",
                                 generator=GENERATORS["GPU_DEMAND_TOKEN"]))
         specs.append(SecretSpec("litellm-env", namespace, "litellm", keys))
+        names = [OPEN_WEBUI_KEY_NAME] if components.get("open_webui") else []
+        for entry in litellm_keys or []:
+            name = entry.get("name") if isinstance(entry, dict) else entry
+            if name == OPEN_WEBUI_KEY_NAME:
+                errors.append("litellm_keys: the name open-webui is Open WebUI's own key: set litellm_open_webui_key "
+                              "instead")
+                continue
+            names.append(name)
+        specs.extend(_litellm_key_specs(names, namespace, errors))
     elif components.get("gpu_demand"):
         errors.append("gpu_demand is enabled but litellm is not: the on-demand swap service is asked by the gateway; "
                       "enable litellm or disable gpu_demand")

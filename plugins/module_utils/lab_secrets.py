@@ -211,7 +211,8 @@ class LabSecrets(object):
                                 grafana_namespace=self.params.get("grafana_namespace"),
                                 grafana_admin_user=self.params.get("grafana_admin_user") or "admin",
                                 hf_token_required=self.params.get("hf_token_required"),
-                                litellm_extra_keys=self.params.get("litellm_extra_keys") or [])
+                                litellm_extra_keys=self.params.get("litellm_extra_keys") or [],
+                                litellm_keys=self.params.get("litellm_keys") or [])
 
     def validate(self):
         """Parse and check everything; returns ``(specs, env_values, warnings)`` or fails the module."""

@@ -86,6 +86,14 @@ options:
     type: list
     elements: str
     default: []
+  litellm_keys:
+    description:
+      - The gateway keys (the litellm role's C(litellm_keys); only C(name) is read here). Each gets Secret
+        C(litellm-key-<name>) with key C(api-key), from C(.env) C(LITELLM_KEY_<NAME>) (upper case, C(-) as C(_)), else
+        kept, else generated. Open WebUI's own key C(open-webui) is added while C(components.open_webui) is on.
+    type: list
+    elements: raw
+    default: []
   hf_token_required:
     description:
       - Fail when C(HF_TOKEN) is not in C(.env). Otherwise C(hf-token) is written only when C(HF_TOKEN) is set.
@@ -214,6 +222,7 @@ def main():
         )),
         models=dict(type="list", elements="dict", default=[]),
         litellm_extra_keys=dict(type="list", elements="str", default=[], no_log=False),
+        litellm_keys=dict(type="list", elements="raw", default=[], no_log=False),
         hf_token_required=dict(type="bool", default=False),
         grafana_admin_user=dict(type="str", default="admin"),
         interpolate=dict(type="bool", default=True),

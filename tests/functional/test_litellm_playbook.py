@@ -141,3 +141,47 @@ def test_role_render_mode_with_metrics_disabled_drops_callback_and_servicemonito
     settings = yaml.safe_load((out_dir / "config.yaml").read_text())["litellm_settings"]
     assert settings["callbacks"] == [] and settings["drop_params"] is True, settings
 
+
+
+def test_role_renders_the_keys_from_their_secrets_and_refuses_bad_entries(tmp_path):
+    """litellm_keys (docs/litellm.md "Keys"): the hook beside the config, each key's value from its own Secret (the
+    name the secrets playbook writes, plugins/module_utils/dotenv_secrets.py), names/models/limits in LAB_KEYS and
+    no value anywhere in the manifests; bad entries fail before anything is written, naming the entry."""
+    from ansible_collections.ailab.gpu_lab.plugins.module_utils import dotenv_secrets as ds
+    out_dir = tmp_path / "rendered"
+    keys = [{"name": "alice", "models": ["qwen2.5-7b"], "rpm": 30, "tpm": 20000}, {"name": "ci-bot"}]
+    play = [{
+        "hosts": "localhost", "gather_facts": False, "vars_files": [str(EXAMPLE)],
+        "roles": [{"role": "ailab.gpu_lab.litellm", "vars": {
+            "litellm_state": "rendered", "litellm_render_dir": str(out_dir), "litellm_keys": keys}}]}]
+    playbook(tmp_path, play)
+    docs = [d for d in yaml.safe_load_all((out_dir / "gateway.yaml").read_text()) if d]
+    by_kind = {d["kind"]: d for d in docs}
+    config = yaml.safe_load(by_kind["ConfigMap"]["data"]["config.yaml"])
+    assert config["general_settings"]["custom_auth"] == "lab_keys_auth.user_api_key_auth"
+    assert by_kind["ConfigMap"]["data"]["lab_keys_auth.py"] == (
+        REPO / "roles" / "litellm" / "files" / "lab_keys_auth.py").read_text().rstrip("\n")
+    env = {e["name"]: e for e in by_kind["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert json.loads(env["LAB_KEYS"]["value"]) == [
+        {"name": "open-webui", "models": [], "rpm": None, "tpm": None},
+        {"name": "alice", "models": ["qwen2.5-7b"], "rpm": 30, "tpm": 20000},
+        {"name": "ci-bot", "models": [], "rpm": None, "tpm": None}]
+    specs, errors = ds.secret_layout({"litellm": True, "open_webui": True}, litellm_keys=keys)
+    assert not errors
+    written = {(s.name, k.key, k.env) for s in specs for k in s.keys if s.name.startswith("litellm-key-")}
+    referenced = {(e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"], name)
+                  for name, e in env.items() if name.startswith("LITELLM_KEY_")}
+    assert referenced == written == {("litellm-key-open-webui", "api-key", "LITELLM_KEY_OPEN_WEBUI"),
+                                     ("litellm-key-alice", "api-key", "LITELLM_KEY_ALICE"),
+                                     ("litellm-key-ci-bot", "api-key", "LITELLM_KEY_CI_BOT")}
+    assert env["LITELLM_KEY_OPEN_WEBUI"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    assert env["LITELLM_KEY_ALICE"]["valueFrom"]["secretKeyRef"]["optional"] is False
+
+    bad = [{"name": "Alice"}, {"name": "open-webui"}, {"name": "bob", "models": ["gpt-9"]}, {"name": "bob"}]
+    play[0]["roles"][0]["vars"].update(litellm_keys=bad, litellm_render_dir=str(tmp_path / "never"))
+    rc, out = playbook(tmp_path, play, check=False)
+    assert rc != 0 and not (tmp_path / "never").exists()
+    msg = json.dumps(out)
+    for expected in ("name 'Alice' is not lower-case", "open-webui is Open WebUI's own key",
+                     "name 'bob' is listed twice", "model 'gpt-9' is no alias"):
+        assert expected in msg, (expected, msg[-3000:])

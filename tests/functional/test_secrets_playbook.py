@@ -23,7 +23,8 @@ from tests.support.secrets_fixtures import (
     write_inventory,
 )
 
-EXPECTED = ["grafana-admin", "hf-token", "litellm-env", "litellm-postgres", "open-webui-secret", "qdrant-api-key"]
+EXPECTED = ["grafana-admin", "hf-token", "litellm-env", "litellm-key-open-webui", "litellm-postgres", "open-webui-secret",
+            "qdrant-api-key"]
 
 
 def _lab(tmp_path, kube, text=None, **hostvars):

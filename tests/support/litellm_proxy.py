@@ -89,6 +89,10 @@ class LiteLLMProxy:
         return env
 
     def start(self, wait: bool = True) -> "LiteLLMProxy":
+        # the litellm role always mounts its custom_auth hook beside the config (docs/litellm.md "Keys")
+        hook = self.config.parent / KEYS_HOOK.name
+        if not hook.exists():
+            hook.write_text(KEYS_HOOK.read_text())
         cmd = [str(litellm_binary()), "--config", str(self.config), "--host", "127.0.0.1",
                "--port", str(self.port), *self.extra_args]
         self.proc = subprocess.Popen(cmd, env=self._env(), stdout=self._logfile, stderr=subprocess.STDOUT,
@@ -159,6 +163,7 @@ class LiteLLMProxy:
 # -- the gateway config the litellm role deploys, pointed at local backends -----------------------------
 
 MASTER_KEY = "sk-ailab-test-0123456789abcdef"
+KEYS_HOOK = REPO / "roles" / "litellm" / "files" / "lab_keys_auth.py"
 
 
 def role_base_config() -> dict:

@@ -50,7 +50,7 @@ def test_second_run_changes_nothing_and_keeps_generated_values():
     first = ls.plan_secrets(layout(), {"ANTHROPIC_API_KEY": "sk-ant-1"}, {})
     cluster = existing_from(first)
     second = ls.plan_secrets(layout(), {"ANTHROPIC_API_KEY": "sk-ant-1"}, cluster)
-    assert [p.action for p in second] == ["none", "none", "skip", "none", "none", "none"]
+    assert [p.action for p in second] == ["none", "none", "none", "skip", "none", "none", "none"]
     for before, after in zip(first, second):
         assert before.data == after.data
 

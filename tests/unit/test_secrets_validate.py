@@ -92,6 +92,7 @@ def test_layout_mapping_matches_contract():
     assert errors == []
     assert dict((s.name, [k.key for k in s.keys]) for s in specs) == {
         "litellm-env": ["LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "OPENAI_API_KEY", "GPU_DEMAND_TOKEN"],
+        "litellm-key-open-webui": ["api-key"],      # Open WebUI's own gateway key (docs/litellm.md "Keys")
         "litellm-postgres": ["POSTGRES_PASSWORD"],
         "hf-token": ["HF_TOKEN"],
         "qdrant-api-key": ["QDRANT__SERVICE__API_KEY"],
@@ -107,3 +108,22 @@ def test_generated_values_are_random_and_shaped():
     master = ds.GENERATORS["LITELLM_MASTER_KEY"]()
     assert master.startswith("sk-") and len(master) == 51 and master[3:].isalnum()
     assert len(set(ds.GENERATORS["WEBUI_SECRET_KEY"]() for _ in range(50))) == 50
+
+
+def test_gateway_keys_get_a_secret_each_from_env_or_generated_and_bad_names_are_refused():
+    """litellm_keys (docs/litellm.md "Keys"): Secret litellm-key-<name>, key api-key, from .env LITELLM_KEY_<NAME>
+    or generated like the master key; Open WebUI's own key only while Open WebUI is on."""
+    specs, errors = ds.secret_layout({"litellm": True, "open_webui": False},
+                                     litellm_keys=[{"name": "alice", "models": ["m"]}, {"name": "ci-bot"}])
+    assert errors == []
+    keys = dict((s.name, s.keys[0]) for s in specs if s.name.startswith("litellm-key-"))
+    assert sorted(keys) == ["litellm-key-alice", "litellm-key-ci-bot"]
+    assert (keys["litellm-key-ci-bot"].key, keys["litellm-key-ci-bot"].env) == ("api-key", "LITELLM_KEY_CI_BOT")
+    assert keys["litellm-key-alice"].policy == "env_or_generate"
+    value = keys["litellm-key-alice"].generator()
+    assert value.startswith("sk-") and len(value) == 51 and value[3:].isalnum()
+    _specs, errors = ds.secret_layout({"litellm": True, "open_webui": True},
+                                      litellm_keys=[{"name": "Bob"}, {"name": "open-webui"}, {"name": "x"}, "x"])
+    assert errors == ["litellm_keys: the name open-webui is Open WebUI's own key: set litellm_open_webui_key instead",
+                      "litellm_keys: name 'Bob' is not lower-case letters, digits and '-' (it names Secret "
+                      "litellm-key-<name>)", "litellm_keys: name 'x' is listed twice"]
