@@ -73,6 +73,15 @@ def test_render_mode_writes_a_valid_tree_for_the_example_lab(tmp_path, playbook_
     webui_env = objs[("Deployment", "open-webui")]["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {e["name"] for e in webui_env if "valueFrom" in e} == {
         "OPENAI_API_KEY", "WEBUI_SECRET_KEY", "QDRANT_API_KEY", "RAG_OPENAI_API_KEY"}
+    # Open WebUI sends its own gateway key, never the master key: the Secret the secrets playbook writes for it, which
+    # the gateway admits (docs/litellm.md "Keys")
+    from ansible_collections.ailab.gpu_lab.plugins.module_utils.dotenv_secrets import litellm_key_secret
+    secret, key, env_name = litellm_key_secret("open-webui")
+    assert [e["valueFrom"]["secretKeyRef"] for e in webui_env if e["name"].endswith("OPENAI_API_KEY")] == [
+        {"name": secret, "key": key}] * 2
+    gateway_env = {e["name"]: e
+                   for e in objs[("Deployment", "litellm")]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert gateway_env[env_name]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": key, "optional": True}
     # the owner record is the cluster's, never rendered (an apply of the tree would undo a swap)
     assert ("ConfigMap", "gpu-lab-state") not in objs
 
