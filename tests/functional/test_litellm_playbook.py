@@ -177,11 +177,15 @@ def test_role_renders_the_keys_from_their_secrets_and_refuses_bad_entries(tmp_pa
     assert env["LITELLM_KEY_OPEN_WEBUI"]["valueFrom"]["secretKeyRef"]["optional"] is True
     assert env["LITELLM_KEY_ALICE"]["valueFrom"]["secretKeyRef"]["optional"] is False
 
-    bad = [{"name": "Alice"}, {"name": "open-webui"}, {"name": "bob", "models": ["gpt-9"]}, {"name": "bob"}]
+    _rc, again = playbook(tmp_path, play)
+    assert again["stats"]["localhost"]["changed"] == 0, again["stats"]
+
+    bad = [{"name": "Alice"}, {"name": "open-webui"}, {"name": "bob", "models": ["gpt-9"]}, {"name": "bob", "rpm": 0}]
     play[0]["roles"][0]["vars"].update(litellm_keys=bad, litellm_render_dir=str(tmp_path / "never"))
     rc, out = playbook(tmp_path, play, check=False)
     assert rc != 0 and not (tmp_path / "never").exists()
     msg = json.dumps(out)
     for expected in ("name 'Alice' is not lower-case", "open-webui is Open WebUI's own key",
-                     "name 'bob' is listed twice", "model 'gpt-9' is no alias"):
+                     "name 'bob' is listed twice", "model 'gpt-9' is no alias",
+                     "bob: rpm 0 is not a positive number"):
         assert expected in msg, (expected, msg[-3000:])
