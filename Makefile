@@ -62,12 +62,14 @@ controlplane:
 	bash tools/controlplane/build.sh
 
 # The other real tools the tests drive, built once (not raced by two pytest workers): cyclonus's
-# NetworkPolicy engine (tools/netpol-matrix), the Arize Phoenix server's venv, and the upstream Go
-# sources the exporters' metric names are checked against (tools/upstream-sources.sh).
+# NetworkPolicy engine (tools/netpol-matrix), the Arize Phoenix server's venv, the upstream Go
+# sources the exporters' metric names are checked against (tools/upstream-sources.sh), and External
+# Secrets Operator's CRDs (tools/external-secrets-crds.sh).
 test-tools:
 	bash tools/netpol-matrix.sh
 	bash tools/phoenix-venv.sh >/dev/null
 	bash tools/upstream-sources.sh
+	bash tools/external-secrets-crds.sh >/dev/null
 
 lint: setup
 	ansible-lint --offline --profile production

@@ -295,9 +295,10 @@ class ControlPlane:
         return res.server_side_apply(body=obj, name=meta["name"], namespace=meta.get("namespace"),
                                      field_manager="ailab-test", force_conflicts=True).to_dict()
 
-    def install_crds(self, group):
-        """Install the generated CRDs of ``group`` (helm | monitoring) and wait until they are served."""
-        files = sorted(glob.glob(os.path.join(self._bin or bin_dir(), "crds", group, "*.yaml")))
+    def install_crds(self, group, files=None):
+        """Install the generated CRDs of ``group`` (helm | monitoring; or ``files``, e.g. External Secrets'
+        from tests/support/external_secrets_crds.py) and wait until they are served."""
+        files = files or sorted(glob.glob(os.path.join(self._bin or bin_dir(), "crds", group, "*.yaml")))
         if not files:
             raise RuntimeError(f"no generated CRDs for {group} in {self._bin}/crds: rebuild the control plane")
         names = []
