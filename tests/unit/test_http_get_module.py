@@ -6,18 +6,14 @@ import json
 import socket
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.ailab.gpu_lab.plugins.modules import http_get as module
+from tests.support.module_run import run_module
 from tests.support.ollama_server import OllamaServer
 
 
 def run(capsys, **args):
-    with patch_module_args(args), pytest.raises(SystemExit) as info:
-        module.main()
-    out = json.loads(capsys.readouterr().out)
-    out["_rc"] = info.value.code
-    return out
+    return run_module(module, capsys, **args)
 
 
 @pytest.fixture(name="ollama")

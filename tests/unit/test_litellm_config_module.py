@@ -2,16 +2,15 @@
 (ansible.module_utils.testing.patch_module_args), so the argument spec, the file common
 arguments, check mode and diff are exercised. Nothing emulated; files go to tmp_path."""
 
-import json
 import os
 from pathlib import Path
 
 import pytest
 import yaml
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.ailab.gpu_lab.plugins.modules import litellm_config as module
 from tests.support.catalog_example import load_example_catalog
+from tests.support.module_run import run_module
 
 EXAMPLE = load_example_catalog()
 BASE_CONFIG = {"general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
@@ -19,11 +18,7 @@ BASE_CONFIG = {"general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY
 
 
 def run(capsys, **args):
-    with patch_module_args(args), pytest.raises(SystemExit) as info:
-        module.main()
-    out = json.loads(capsys.readouterr().out)
-    out["_rc"] = info.value.code
-    return out
+    return run_module(module, capsys, **args)
 
 
 def args(dest=None, **extra):
