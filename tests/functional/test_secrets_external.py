@@ -37,12 +37,24 @@ def _recap(output):
 
 
 def test_external_secrets_source(tmp_path, kube, control_plane):
-    control_plane.install_crds("external-secrets", files=crd_files())
     store = "bitwarden-" + kube.namespace
     absent_env = str(tmp_path / "no.env")  # never read: it does not even exist
     inventory = write_inventory(str(tmp_path), kube.kubeconfig, absent_env, gpu_lab_namespace=kube.namespace,
                                 secrets_source="external-secrets", secrets_external_secrets_store=store,
                                 secrets_hf_token_required=True, litellm_keys=[{"name": "alice"}])
+    before = snapshot(kube)
+
+    # a cluster without External Secrets Operator (this pytest process's control plane: only this test installs
+    # ESO's CRDs): refused, naming what to install, before anything is written
+    crds = control_plane.client().resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
+    assert not [c for c in crds.get().items if c.metadata.name.endswith(".external-secrets.io")]
+    failed = run_playbook(PLAYBOOK, "-i", inventory, check=False)
+    assert failed.returncode != 0
+    assert ("the cluster does not serve ExternalSecret and ClusterSecretStore of external-secrets.io/v1: install "
+            "External Secrets Operator") in failed.stdout, failed.stdout[-3000:]
+    assert snapshot(kube) == before
+
+    control_plane.install_crds("external-secrets", files=crd_files())
     # the Secrets and keys the .env path would write for the same inventory (write_inventory's defaults)
     specs, _errors = dotenv_secrets.secret_layout(
         {"litellm": True, "litellm_postgres": True, "qdrant": True, "open_webui": True, "grafana": True},
@@ -50,7 +62,6 @@ def test_external_secrets_source(tmp_path, kube, control_plane):
     expected = {s.name: {k.key: k.env for k in s.keys if k.policy != "literal"} for s in specs}
 
     # no ClusterSecretStore yet: refused, naming the variable, before anything is written
-    before = snapshot(kube)
     failed = run_playbook(PLAYBOOK, "-i", inventory, check=False)
     assert failed.returncode != 0
     assert f"secrets_external_secrets_store: ClusterSecretStore {store} does not exist" in failed.stdout
