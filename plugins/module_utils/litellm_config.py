@@ -85,7 +85,7 @@ GENERAL_SETTINGS_KEYS = (
 LITELLM_SETTINGS_KEYS = (
     "allowed_fails", "budget_duration", "cache", "cache_params", "callbacks", "content_policy_fallbacks",
     "context_window_fallbacks", "default_fallbacks", "default_internal_user_params", "default_key_generate_params",
-    "enable_post_custom_auth_checks",
+    "enable_end_user_cost_tracking_prometheus_only", "enable_post_custom_auth_checks",
     "default_team_settings", "disable_end_user_cost_tracking", "disable_streaming_logging",
     "disable_token_counter", "drop_params", "enable_preview_features", "failure_callback", "fallbacks",
     "force_ipv4", "json_logs", "key_generation_settings", "log_raw_request_response", "max_budget",

@@ -82,11 +82,20 @@ def test_keys_are_admitted_held_to_their_models_and_rates_and_wrong_keys_get_401
                 _chat(alice, "qwen2.5-7b")
             assert "Rate limit exceeded" in str(err.value.body), err.value.body
             assert "Limit type: requests. Current limit: 2" in str(err.value.body), err.value.body
+            # the person Open WebUI forwards is trusted on its own key only
+            person = {"X-OpenWebUI-User-Email": "carol@lab.example"}
+            _client(proxy, OPEN_WEBUI).with_options(default_headers=person).chat.completions.create(
+                model="qwen2.5-7b", messages=[{"role": "user", "content": "hi"}])
+            with pytest.raises(openai.RateLimitError):      # alice is over her rpm: the request is still counted
+                _client(proxy, ALICE).with_options(default_headers={"X-OpenWebUI-User-Email": "mallory@lab.example"}
+                                                   ).chat.completions.create(model="qwen2.5-7b", messages=[])
             # requests per key stay visible in the gateway's metrics (the master key reads them)
             metrics = requests.get(proxy.url + "/metrics/", headers=proxy.auth, timeout=30).text.splitlines()
             alice_lines = [m for m in metrics if m.startswith('litellm_proxy_total_requests_metric_total{api_key_alias='
                                                               '"alice"') and 'user="alice"' in m]
             assert {m.split('status_code="')[1][:3] for m in alice_lines} == {"200", "429"}, alice_lines
+            assert any('end_user="carol@lab.example"' in m and 'api_key_alias="open-webui"' in m for m in metrics)
+            assert not [m for m in metrics if "mallory" in m]
             assert OPEN_WEBUI not in proxy.log() and ALICE not in proxy.log()
     finally:
         for backend in (vllm, ollama, cloud):

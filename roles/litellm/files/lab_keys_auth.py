@@ -11,7 +11,8 @@ LiteLLM's virtual keys need its Postgres database through Prisma, whose engines 
   rpm/tpm limits from the plain env ``LAB_KEYS`` (JSON, no secret in it). The key is an internal user limited to
   its models; LiteLLM's own checks then refuse a model it may not use (``custom_auth_run_common_checks``) and its
   rate limiter refuses a request over ``rpm``/``tpm`` with 429;
-and refuses any other key with 401 and LiteLLM's own message. Without the hook the proxy answered a wrong key with
+and refuses any other key with 401 and LiteLLM's own message. On Open WebUI's key alone, the person Open WebUI
+forwards (header X-OpenWebUI-User-Email) becomes LiteLLM's end user (metrics label end_user). Without the hook the proxy answered a wrong key with
 400 ``No connected db.`` (its key lookup needs the database). A key whose Secret is missing or empty is not
 admitted (never an empty key). Keys are compared in constant time; nothing here logs a key.
 """
@@ -22,6 +23,10 @@ import os
 
 from litellm.proxy._types import LitellmUserRoles, ProxyErrorTypes, ProxyException, UserAPIKeyAuth
 from litellm.proxy.auth.auth_utils import abbreviate_api_key
+
+
+OPEN_WEBUI = "open-webui"                          # Open WebUI's own key (the litellm role's litellm_open_webui_key)
+OPEN_WEBUI_USER_HEADER = "X-OpenWebUI-User-Email"  # Open WebUI's FORWARD_USER_INFO_HEADER_USER_EMAIL default
 
 
 def env_name(name):
@@ -46,7 +51,7 @@ class LabKeys(object):
         self.master_key = environ.get("LITELLM_MASTER_KEY", "")
         self.keys = load_keys(environ)
 
-    def authenticate(self, api_key):
+    def authenticate(self, api_key, request=None):
         api_key = api_key or ""
         if self.master_key and hmac.compare_digest(api_key.encode(), self.master_key.encode()):
             from litellm.proxy.proxy_server import litellm_proxy_admin_name  # pylint: disable=import-outside-toplevel
@@ -61,15 +66,20 @@ class LabKeys(object):
                 message="Authentication Error, Invalid proxy server token passed. Received API Key = %s. "
                         "Unable to find token among the lab's keys" % abbreviate_api_key(api_key=api_key),
                 type=ProxyErrorTypes.auth_error, param="api_key", code=401)
+        person = None
+        if found["name"] == OPEN_WEBUI and request is not None:
+            # the signed-in person, as Open WebUI forwards it (ENABLE_FORWARD_USER_INFO_HEADERS); trusted on Open
+            # WebUI's own key only: another key's holder could name anyone
+            person = request.headers.get(OPEN_WEBUI_USER_HEADER) or None
         return UserAPIKeyAuth(api_key=api_key, key_alias=found["name"], key_name=found["name"],
                               user_id=found["name"], user_role=LitellmUserRoles.INTERNAL_USER,
-                              models=list(found.get("models") or []),
+                              models=list(found.get("models") or []), end_user_id=person,
                               rpm_limit=found.get("rpm"), tpm_limit=found.get("tpm"))
 
 
 _KEYS = LabKeys()
 
 
-async def user_api_key_auth(request, api_key):  # pylint: disable=unused-argument
+async def user_api_key_auth(request, api_key):
     """LiteLLM's custom_auth signature (litellm/proxy/auth/user_api_key_auth.py calls it with request, api_key)."""
-    return _KEYS.authenticate(api_key)
+    return _KEYS.authenticate(api_key, request)
