@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Debian packages the tests drive for real: nix-instantiate (nix-bin; the provision tests parse and
 # evaluate the rendered NixOS files) and promtool (prometheus; tests/functional/test_monitoring_rules.py
-# and test_monitoring_queries.py run `promtool check rules` and `promtool test rules`).
+# and test_monitoring_queries.py run `promtool check rules` and `promtool test rules`), chromium and
+# chromium-driver (tests/functional/test_open_webui_browser.py drives Open WebUI in it with selenium).
 set -euo pipefail
 need=()
 command -v nix-instantiate >/dev/null 2>&1 || need+=(nix-bin)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing Debian packages: ${need[*]}; run as root or: sudo apt-get install -y ${need[*]}" >&2

@@ -1,0 +1,138 @@
+"""Open WebUI as the lab's people use it: a real browser signs up, picks a catalog alias and chats.
+
+REAL: Open WebUI (the pinned open-webui from PyPI, .venv-open-webui; tests/support/open_webui.py) started with the
+environment the open_webui role renders (the role run by the real ansible-playbook in its rendered state, the
+Deployment's env read back, not retyped); the LiteLLM proxy (.venv-litellm) with the gateway config our
+litellm_config code path renders from the example catalog and the role's defaults, its custom_auth hook and Open
+WebUI's own key; Chromium (Debian's chromium and chromium-driver) driven by selenium.
+EMULATED: the model servers (tests/support/openai_backend.py: vLLM's and Ollama's HTTP APIs, deterministic replies
+naming the backend and the model it was asked for); Qdrant (tests/support/qdrant_server.py: its auth and collection
+routes; no document is uploaded here, so Open WebUI never calls its points routes); the Secrets (each secretKeyRef
+of the rendered env gets the value the test chose) and the gateway's key list, set as the litellm role's Deployment
+sets it (LAB_KEYS and LITELLM_KEY_<NAME>, shape proved in test_litellm_playbook.py).
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.ailab.gpu_lab.plugins.module_utils import dotenv_secrets as ds
+from tests.support.catalog_example import load_example_catalog
+from tests.support.litellm_proxy import LiteLLMProxy, gateway_env, write_gateway_config
+from tests.support.open_webui import OpenWebUI, chromium, container_env, rendered_deployment, rendered_env
+from tests.support.openai_backend import OpenAIBackend
+from tests.support.qdrant_server import QdrantServer
+from tests.support.serve import free_port
+
+pytestmark = pytest.mark.slow
+
+OPEN_WEBUI_KEY = "sk-openwebui-browser-0123456789abcdefghij"   # Secret litellm-key-open-webui
+QDRANT_KEY = "qdrant-browser-test-key"
+WEBUI_SECRET = "webui-secret-browser-test-0123456789abcdef"
+ADMIN = {"name": "Ada Lovelace", "email": "ada@lab.test", "password": "correct-horse-battery-9"}
+WAIT = 120  # seconds a page step may take on the 2-core machine while other tests run
+
+
+def _catalog(mode):
+    return [m["name"] for m in load_example_catalog()["gpu_lab_models"] if m.get("mode", "chat") == mode]
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """The stand-in backends, the real gateway and the real Open WebUI with the role's rendered env."""
+    vllm = OpenAIBackend("vllm", served_models=["qwen2.5-7b"]).start()
+    ollama, cloud = OpenAIBackend("ollama").start(), OpenAIBackend("cloud").start()
+    qdrant = QdrantServer(api_key=QDRANT_KEY).start()
+    env = dict(gateway_env(), LAB_KEYS=json.dumps([{"name": "open-webui", "models": [], "rpm": None, "tpm": None}]))
+    env[ds.litellm_key_secret("open-webui")[2]] = OPEN_WEBUI_KEY
+    try:
+        config, _ = write_gateway_config(tmp_path, vllm, ollama, cloud)
+        deployment = rendered_deployment(tmp_path / "render", {"open_webui_port": free_port()})
+        with LiteLLMProxy(config, env=env) as proxy:
+            webui_env = rendered_env(
+                container_env(deployment), services={"litellm": proxy.url, "qdrant": qdrant.url},
+                secrets={"OPENAI_API_KEY": OPEN_WEBUI_KEY, "RAG_OPENAI_API_KEY": OPEN_WEBUI_KEY,
+                         "WEBUI_SECRET_KEY": WEBUI_SECRET, "QDRANT_API_KEY": QDRANT_KEY},
+                data_dir=tmp_path / "data")
+            with OpenWebUI(webui_env) as webui:
+                yield {"webui": webui, "proxy": proxy, "env": webui_env, "ollama": ollama}
+    finally:
+        qdrant.stop()
+        for backend in (vllm, ollama, cloud):
+            backend.stop()
+
+
+def _button(driver, text):
+    from selenium.webdriver.common.by import By
+
+    return next(b for b in driver.find_elements(By.TAG_NAME, "button") if b.is_displayed() and b.text.strip() == text)
+
+
+def test_a_new_user_signs_up_picks_a_catalog_alias_and_gets_its_answer_in_the_browser(lab, tmp_path):
+    from selenium.common.exceptions import (ElementClickInterceptedException, ElementNotInteractableException,
+                                            NoSuchElementException, StaleElementReferenceException)
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    webui, ollama = lab["webui"], lab["ollama"]
+    chat_models, embedding_models = _catalog("chat"), _catalog("embedding")
+    assert embedding_models, "the example catalog has an embedding alias: the test proves it is not offered for chat"
+    driver = chromium()
+    # the page re-renders as its data arrives: a step is retried until the element it needs is there and usable
+    wait = WebDriverWait(driver, WAIT, ignored_exceptions=(
+        StaleElementReferenceException, NoSuchElementException, ElementClickInterceptedException,
+        ElementNotInteractableException, StopIteration))
+
+    def act(step):
+        wait.until(lambda d: step(d) or True)
+
+    try:
+        # first visit: the onboarding page, then the sign-up form; the first user becomes the admin
+        driver.get(webui.url)
+        act(lambda d: _button(d, "Get started").click())
+        act(lambda d: d.find_element(By.CSS_SELECTOR, "input[autocomplete=name]").send_keys(ADMIN["name"]))
+        act(lambda d: d.find_element(By.CSS_SELECTOR, "input[type=email]").send_keys(ADMIN["email"]))
+        act(lambda d: d.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys(ADMIN["password"]))
+        act(lambda d: _button(d, "Create Admin Account").click())
+
+        # the chat page; the release notes a new admin is shown are closed as a user would
+        act(lambda d: _button(d, "Okay, Let's Go!").click())
+        act(lambda d: d.find_element(By.ID, "model-selector-model-button").click())
+        def options(d):
+            """The offered aliases once the list is drawn (each option's text set, the same on two reads)."""
+            reads = [[o.text.strip() for o in d.find_elements(By.CSS_SELECTOR, "button[id^=model-option-]")]
+                     for _ in range(2)]
+            return reads[0] if reads[0] and all(reads[0]) and reads[0] == reads[1] else None
+
+        offered = wait.until(options)
+        # every chat alias of the catalog, and only those: the embedding alias is no chat model
+        assert sorted(offered) == sorted(chat_models), offered
+        assert not set(offered) & set(embedding_models), offered
+
+        # pick an alias other than the default, send a message, see the Ollama stand-in's answer for it
+        alias = "llama3.1-8b"
+        source = next(m["source"] for m in load_example_catalog()["gpu_lab_models"] if m["name"] == alias)
+        act(lambda d: d.find_element(By.CSS_SELECTOR, f"button[aria-label='Select {alias} model']").click())
+        wait.until(lambda d: d.find_element(By.ID, "model-selector-model-button").text.strip() == alias)
+        prompt = "Which GPU does the lab share?"
+        act(lambda d: d.find_element(By.ID, "chat-input").click())
+        act(lambda d: d.find_element(By.ID, "chat-input").send_keys(prompt))
+        act(lambda d: d.find_element(By.ID, "send-message-button").click())
+        # the gateway sent the alias to the Ollama backend under the catalog's source tag; the page shows that answer
+        answer = f"[ollama] {source}: {prompt}"
+        wait.until(lambda d: answer in d.find_element(By.ID, "messages-container").text)
+        assert source in ollama.models_requested(), ollama.requests
+
+        shot = tmp_path / "open-webui-chat.png"
+        driver.save_screenshot(str(shot))
+        if os.environ.get("AILAB_SCREENSHOT_DIR"):   # refresh the README's picture (docs/testing.md)
+            shutil.copy(shot, Path(os.environ["AILAB_SCREENSHOT_DIR"]) / shot.name)
+    except Exception:
+        driver.save_screenshot(str(tmp_path / "failure.png"))
+        print("Open WebUI log:\n" + webui.log()[-4000:] + "\npage:\n" + driver.find_element(By.TAG_NAME, "body").text[-2000:])
+        raise
+    finally:
+        driver.quit()
