@@ -17,7 +17,9 @@ import os
 import shutil
 from pathlib import Path
 
+import jwt
 import pytest
+import requests
 
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import dotenv_secrets as ds
 from tests.support.catalog_example import load_example_catalog
@@ -69,6 +71,36 @@ def _button(driver, text):
     from selenium.webdriver.common.by import By
 
     return next(b for b in driver.find_elements(By.TAG_NAME, "button") if b.is_displayed() and b.text.strip() == text)
+
+
+def _settings_took_effect(webui, env, token):
+    """The rendered settings as the running Open WebUI reports them to its admin (the browser's session token)."""
+    # the session is signed with WEBUI_SECRET_KEY (HS256), so it survives restarts and no other key verifies it
+    assert jwt.decode(token, env["WEBUI_SECRET_KEY"], algorithms=["HS256"])["id"]
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token, "another-secret-0123456789abcdef0123456789", algorithms=["HS256"])
+    session = requests.Session()
+    session.trust_env = False
+    session.headers["Authorization"] = "Bearer " + token
+
+    def get(path):
+        response = session.get(webui.url + path, timeout=30)
+        return response.status_code, response.json()
+
+    # ENABLE_OPENAI_API, OPENAI_API_BASE_URL (the gateway, the only connection), OPENAI_API_CONFIGS (its model list)
+    status, openai_config = get("/openai/config")
+    assert status == 200, openai_config
+    assert openai_config["ENABLE_OPENAI_API"] is True
+    assert openai_config["OPENAI_API_BASE_URLS"] == [env["OPENAI_API_BASE_URL"]]
+    assert openai_config["OPENAI_API_CONFIGS"] == json.loads(env["OPENAI_API_CONFIGS"])
+    # ENABLE_OLLAMA_API=False: the Ollama routes answer 503, Open WebUI reaches no Ollama of its own
+    assert get("/ollama/config")[1]["ENABLE_OLLAMA_API"] is False
+    assert get("/ollama/api/tags")[0] == 503
+    # RAG: embeddings by the gateway (RAG_EMBEDDING_ENGINE=openai, its URL and the catalog's embedding alias)
+    status, embedding = get("/api/v1/retrieval/embedding")
+    assert status == 200, embedding
+    assert (embedding["RAG_EMBEDDING_ENGINE"], embedding["RAG_EMBEDDING_MODEL"]) == ("openai", _catalog("embedding")[0])
+    assert embedding["openai_config"]["url"] == env["RAG_OPENAI_API_BASE_URL"] == env["OPENAI_API_BASE_URL"]
 
 
 def test_a_new_user_signs_up_picks_a_catalog_alias_and_gets_its_answer_in_the_browser(lab, tmp_path):
@@ -125,6 +157,7 @@ def test_a_new_user_signs_up_picks_a_catalog_alias_and_gets_its_answer_in_the_br
         answer = f"[ollama] {source}: {prompt}"
         wait.until(lambda d: answer in d.find_element(By.ID, "messages-container").text)
         assert source in ollama.models_requested(), ollama.requests
+        _settings_took_effect(webui, lab["env"], driver.execute_script("return localStorage.token"))
 
         shot = tmp_path / "open-webui-chat.png"
         driver.save_screenshot(str(shot))
