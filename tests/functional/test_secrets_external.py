@@ -44,6 +44,17 @@ def test_external_secrets_source(tmp_path, kube, control_plane):
                                 secrets_hf_token_required=True, litellm_keys=[{"name": "alice"}])
     before = snapshot(kube)
 
+    # validate only: rendered and checked, no cluster contacted (the kubeconfig does not even exist); a bad input is
+    # refused naming its variable
+    (tmp_path / "offline").mkdir()
+    offline = write_inventory(str(tmp_path / "offline"), str(tmp_path / "no-kubeconfig"), absent_env,
+                              secrets_source="external-secrets", secrets_external_secrets_store=store,
+                              secrets_validate_only=True)
+    assert _recap(run_playbook(PLAYBOOK, "-i", offline).stdout)["failed"] == 0
+    bad = run_playbook(PLAYBOOK, "-i", offline, "-e", "secrets_external_secrets_store='Bit Warden'", check=False)
+    assert bad.returncode != 0
+    assert "secrets_external_secrets_store 'Bit Warden' is not the name of a ClusterSecretStore" in bad.stdout
+
     # a cluster without External Secrets Operator (this pytest process's control plane: only this test installs
     # ESO's CRDs): refused, naming what to install, before anything is written
     crds = control_plane.client().resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
