@@ -80,6 +80,7 @@ ansible_python_interpreter: $PY
 gpu_lab_kubeconfig: $KUBECONFIG_DEMO
 gpu_lab_env_file: $DEMO_DIR/demo.env
 ollama_pull_url: http://127.0.0.1:$(cat "$DEMO_DIR/ollama.port")
+ollama_embed_pull_url: http://127.0.0.1:$(cat "$DEMO_DIR/ollama.port")   # one test server stands in for both Ollamas
 qdrant_api_url: http://127.0.0.1:$(cat "$DEMO_DIR/qdrant.port")
 vllm_pull_enabled: false          # the example's pinned Qwen revision is not on the local hub stand-in
 gpu_swap_verify_gateway: false    # no LiteLLM pod runs (kwok): nothing answers a request through it
