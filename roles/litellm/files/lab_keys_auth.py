@@ -53,10 +53,14 @@ class LabKeys(object):
 
     def authenticate(self, api_key, request=None):
         api_key = api_key or ""
+        # LiteLLM opened the request's trace span before calling us and keeps it in request.state; its own auth paths
+        # hand it on in the UserAPIKeyAuth they return, the custom_auth path does not: without it the otel callback
+        # records no "Received Proxy Server Request" / "litellm_request" spans (tests/functional/test_tracing_phoenix.py).
+        span = getattr(getattr(request, "state", None), "parent_otel_span", None)
         if self.master_key and hmac.compare_digest(api_key.encode(), self.master_key.encode()):
             from litellm.proxy.proxy_server import litellm_proxy_admin_name  # pylint: disable=import-outside-toplevel
             return UserAPIKeyAuth(api_key=api_key, user_role=LitellmUserRoles.PROXY_ADMIN,
-                                  user_id=litellm_proxy_admin_name)
+                                  user_id=litellm_proxy_admin_name, parent_otel_span=span)
         found = None
         for value, entry in self.keys:   # every key compared: the time does not tell which one matched
             if hmac.compare_digest(api_key.encode(), value.encode()):
@@ -74,7 +78,7 @@ class LabKeys(object):
         return UserAPIKeyAuth(api_key=api_key, key_alias=found["name"], key_name=found["name"],
                               user_id=found["name"], user_role=LitellmUserRoles.INTERNAL_USER,
                               models=list(found.get("models") or []), end_user_id=person,
-                              rpm_limit=found.get("rpm"), tpm_limit=found.get("tpm"))
+                              rpm_limit=found.get("rpm"), tpm_limit=found.get("tpm"), parent_otel_span=span)
 
 
 _KEYS = LabKeys()
