@@ -54,6 +54,12 @@ def _inventory(tmp_path, kube, components=None, **extra):
     return write_lab_inventory(tmp_path, host, DEFAULT_NODE)
 
 
+def _pvcs_bound(kube):
+    """Every PVC of the namespace that names its PV (spec.volumeName) is Bound: the PV controller is done with it."""
+    pvcs = kube.client.resources.get(api_version="v1", kind="PersistentVolumeClaim").get(namespace=kube.namespace)
+    return all((p.status or {}).get("phase") == "Bound" for p in pvcs.items if (p.spec or {}).get("volumeName"))
+
+
 def _rendered(render):
     """Every object of the rendered tree, by (group, kind, namespace, name); the parent apart."""
     out, parent = {}, None
@@ -132,6 +138,8 @@ def test_deploy_applies_the_rendered_tree_as_one_applyset_and_a_rerun_writes_not
     assert '"f:replicas"' in swaps and '"f:args"' in swaps and '"f:nodeSelector"' in swaps
     assert '"f:image"' in mine and '"f:image"' not in swaps
 
+    # the PV controller binds a PVC to its pre-bound PV on its own schedule (a write that is not deploy's): wait for it
+    kube.wait_for(lambda: _pvcs_bound(kube), timeout=90, what="the PV controller to bind the pre-bound PVCs")
     before = kube.snapshot()
     second = run_playbook(PLAYBOOK, "-i", inventory)
     assert recap(second.stdout) == (0, 0), second.stdout[-4000:]
