@@ -32,12 +32,6 @@ from ansible_collections.ailab.gpu_lab.plugins.module_utils import catalog as ca
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import gpu_capacity as cap
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import gpu_swap as gs
 
-try:
-    from urllib.request import Request, build_opener, ProxyHandler
-    from urllib.error import HTTPError
-except ImportError:  # pragma: no cover - Python 2 is not a target of this service
-    Request = build_opener = ProxyHandler = HTTPError = None
-
 TRIGGERS = ("request", "idle", "gamemode")
 # The policy's defaults (roles/gpu_demand/defaults/main.yml passes each; docs/gpu_swap.md explains them).
 POLICY_DEFAULTS = {
@@ -172,19 +166,12 @@ def servable_fallback(table, entry, data):
 
 
 # ---------------------------------------------------------------- the hand-over, in the swap's own order
-def http_json(method, url, body=None, timeout=30.0, headers=None):
-    """One JSON request to an in-cluster Service (no proxy). Returns (status, parsed body or text); raises OSError
-    when the server cannot be reached."""
-    data = json.dumps(body).encode() if body is not None else None
-    hdrs = {"Content-Type": "application/json"}
-    hdrs.update(headers or {})
-    req = Request(url, data=data, headers=hdrs, method=method)
-    try:
-        with build_opener(ProxyHandler({})).open(req, timeout=timeout) as resp:
-            status, raw = resp.status, resp.read()
-    except HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    text = raw.decode("utf-8", "replace")
+def http_json(method, url, body=None, timeout=30.0):
+    """One JSON request to an in-cluster Service (``gpu_swap.http_call``, the swap core's own HTTP): ``(status, parsed
+    body or text)``; raises OSError when the server cannot be reached."""
+    status, text = gs.http_call(method, url, body, timeout)
+    if status is None:
+        raise OSError(text)
     try:
         return status, json.loads(text)
     except ValueError:
