@@ -73,6 +73,13 @@ def test_keys_are_admitted_held_to_their_models_and_rates_and_wrong_keys_get_401
             # alice: only her model (the list shows only it), 2 requests a minute
             alice = _client(proxy, ALICE)
             assert [m.id for m in alice.models.list()] == ["qwen2.5-7b"]
+            # ... and a key reads the model info clients need (supports_vision, mode) from the allowed route
+            info = requests.get(proxy.url + "/model_group/info", headers={"Authorization": "Bearer " + ALICE},
+                                timeout=30)
+            assert info.status_code == 200, info.text
+            groups = {g["model_group"]: g for g in info.json()["data"]}
+            assert groups["qwen2.5-7b"]["supports_vision"] is False, groups
+            assert "api_base" not in info.text and "os.environ" not in info.text, info.text
             with pytest.raises(openai.PermissionDeniedError) as err:
                 _chat(alice, "nomic-embed")
             assert "not available for this API key" in str(err.value.body), err.value.body

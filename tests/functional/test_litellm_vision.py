@@ -17,15 +17,14 @@ import zlib
 import pytest
 
 from tests.support.catalog_example import example_vision_entry
-from tests.support.litellm_proxy import (LiteLLMProxy, example_catalog, gateway_env, role_base_config,
+from tests.support.litellm_proxy import (LiteLLMProxy, example_catalog, gateway_env,
                                          write_gateway_config)
 from tests.support.openai_backend import OpenAIBackend
 from tests.support.vllm_backend import VLLMBackend
 
 pytestmark = pytest.mark.slow
 
-# /model_group/info is where LiteLLM reports supports_vision; the role's allowed_routes does not serve it (docs/
-# litellm.md, "Routes"), so this test's config adds it to read what the gateway loaded.
+# /model_group/info is where LiteLLM reports supports_vision (the role's allowed_routes serves it, docs/litellm.md "Routes").
 MODEL_GROUP_INFO = "/model_group/info"
 
 
@@ -54,9 +53,7 @@ def test_image_reaches_the_vision_model_intact(tmp_path):
     try:
         catalog = example_catalog()
         models = catalog["gpu_lab_models"] + [dict(entry, api_base=ocr.v1)]
-        config = role_base_config()
-        config["general_settings"]["allowed_routes"] = config["general_settings"]["allowed_routes"] + [MODEL_GROUP_INFO]
-        path, built = write_gateway_config(tmp_path, vllm, ollama, cloud, models=models, config=config)
+        path, built = write_gateway_config(tmp_path, vllm, ollama, cloud, models=models)
         ocr_item = next(m for m in built["config"]["model_list"] if m["model_name"] == entry["name"])
         assert ocr_item["model_info"]["supports_vision"] is True
 
