@@ -1,4 +1,4 @@
-"""Open WebUI as the lab's people use it: a real browser signs up, picks a catalog alias and chats.
+"""Open WebUI as the lab's people use it: a real browser signs up, picks a catalog alias and chats; uploads documents.
 
 REAL: Open WebUI (the pinned open-webui from PyPI, .venv-open-webui; tests/support/open_webui.py) started with the
 environment the open_webui role renders (the role run by the real ansible-playbook in its rendered state, the
@@ -6,8 +6,9 @@ Deployment's env read back, not retyped); the LiteLLM proxy (.venv-litellm) with
 litellm_config code path renders from the example catalog and the role's defaults, its custom_auth hook and Open
 WebUI's own key; Chromium (Debian's chromium and chromium-driver) driven by selenium.
 EMULATED: the model servers (tests/support/openai_backend.py: vLLM's and Ollama's HTTP APIs, deterministic replies
-naming the backend and the model it was asked for); Qdrant (tests/support/qdrant_server.py: its auth and collection
-routes; no document is uploaded here, so Open WebUI never calls its points routes); the Secrets (each secretKeyRef
+naming the backend and the model it was asked for; embeddings are bag-of-words vectors); Qdrant's server
+(tests/support/qdrant_server.py: its REST API in front of qdrant-client's local mode, the Qdrant team's own
+implementation of collections, filters and search); the Secrets (each secretKeyRef
 of the rendered env gets the value the test chose) and the gateway's key list, set as the litellm role's Deployment
 sets it (LAB_KEYS and LITELLM_KEY_<NAME>, shape proved in test_litellm_playbook.py).
 """
@@ -17,6 +18,7 @@ import os
 import re
 import shutil
 import sqlite3
+import urllib.parse
 from pathlib import Path
 
 import jwt
@@ -26,9 +28,10 @@ import requests
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import dotenv_secrets as ds
 from tests.support.catalog_example import load_example_catalog
 from tests.support.litellm_proxy import LiteLLMProxy, gateway_env, write_gateway_config
-from tests.support.open_webui import OpenWebUI, chromium, container_env, rendered_deployment, rendered_env
+from tests.support.open_webui import REPO, OpenWebUI, chromium, container_env, rendered_deployment, rendered_env
 from tests.support.openai_backend import OpenAIBackend
 from tests.support.qdrant_server import QdrantServer
+from tests.support.promql import substitute_grafana_vars
 from tests.support.serve import free_port, json_request
 
 pytestmark = pytest.mark.slow
@@ -240,6 +243,8 @@ def test_two_documents_uploaded_in_the_browser_the_answer_cites_the_one_asked_ab
         # the person signed up already (the first test signs up in the browser): the page opens with the session
         driver.get(webui.url + "/auth")
         driver.execute_script("localStorage.token = arguments[0]", token)
+        driver.get(webui.url)
+        act(lambda d: _button(d, "Okay, Let's Go!").click())   # the release notes a new admin is shown, closed once
 
         # a knowledge base with both documents, uploaded through its page's file picker one after the other, each
         # until its chunks are in Qdrant (two at once race in Open WebUI 0.12.4 on a fresh Qdrant: both create the
@@ -249,6 +254,7 @@ def test_two_documents_uploaded_in_the_browser_the_answer_cites_the_one_asked_ab
         act(lambda d: d.find_element(By.CSS_SELECTOR, "textarea").send_keys("What the lab keeps written down"))
         act(lambda d: _button(d, "Create Knowledge").click())
         wait.until(lambda d: "/workspace/knowledge/" in d.current_url and not d.current_url.endswith("/create"))
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "input[placeholder='Search Collection']").is_displayed())
         for name in DOCUMENTS:
             act(lambda d, name=name: d.find_element(By.ID, "files-input").send_keys(str(tmp_path / name)))
             wait.until(lambda _, name=name: name in _stored_documents(qdrant, "open-webui_knowledge"))
@@ -257,7 +263,6 @@ def test_two_documents_uploaded_in_the_browser_the_answer_cites_the_one_asked_ab
 
         # a new chat: the alias, the knowledge base picked with "#", the question
         driver.get(webui.url)
-        act(lambda d: _button(d, "Okay, Let's Go!").click())
         act(lambda d: d.find_element(By.ID, "model-selector-model-button").click())
         act(lambda d: d.find_element(By.CSS_SELECTOR, "button[aria-label='Select llama3.1-8b model']").click())
         wait.until(lambda d: d.find_element(By.ID, "model-selector-model-button").text.strip() == "llama3.1-8b")
@@ -282,7 +287,7 @@ def test_two_documents_uploaded_in_the_browser_the_answer_cites_the_one_asked_ab
         driver.save_screenshot(str(shot))
         if os.environ.get("AILAB_SCREENSHOT_DIR"):   # the picture in docs (docs/testing.md)
             shutil.copy(shot, Path(os.environ["AILAB_SCREENSHOT_DIR"]) / shot.name)
-        _rag_settings_took_effect(webui, lab["env"], proxy, token)
+        _rag_settings_took_effect(webui, lab["env"], proxy, token, tmp_path)
     except Exception:
         driver.save_screenshot(str(tmp_path / "failure.png"))
         print("Open WebUI log:\n" + webui.log()[-6000:] + "\npage:\n" + driver.find_element(By.TAG_NAME, "body").text[-2000:])
@@ -291,7 +296,7 @@ def test_two_documents_uploaded_in_the_browser_the_answer_cites_the_one_asked_ab
         driver.quit()
 
 
-def _rag_settings_took_effect(webui, env, proxy, token):
+def _rag_settings_took_effect(webui, env, proxy, token, tmp_path):
     """The settings the RAG flow depends on, as the running Open WebUI and the gateway report them."""
     session = requests.Session()
     session.trust_env = False
@@ -302,8 +307,8 @@ def _rag_settings_took_effect(webui, env, proxy, token):
     # ENABLE_FORWARD_USER_INFO_HEADERS: the gateway saw the signed-in person on Open WebUI's key (its metrics' end_user)
     status, metrics = proxy.get("/metrics/")
     assert status == 200, metrics
-    assert any(line.startswith("litellm_proxy_total_requests_metric_total{") and f'end_user="{ADMIN["email"]}"' in line
-               and 'api_key_alias="open-webui"' in line for line in metrics.splitlines()), metrics[-3000:]
+    person = {"api_key_alias": "open-webui", "end_user": ADMIN["email"]}
+    assert person in _per_key_and_person_panel(metrics, tmp_path), metrics[-3000:]
     # ENABLE_PERSISTENT_CONFIG=False: an admin's change applies but is not written to the database, so the next start
     # takes the role's env again (with it True, Open WebUI would keep the database's value over the env)
     changed = session.post(webui.url + "/ollama/config/update", timeout=30, json={
@@ -311,3 +316,26 @@ def _rag_settings_took_effect(webui, env, proxy, token):
     assert changed.status_code == 200 and changed.json()["ENABLE_OLLAMA_API"] is True, changed.text
     with sqlite3.connect(Path(env["DATA_DIR"]) / "webui.db") as db:
         assert db.execute("SELECT key FROM config WHERE key LIKE 'ollama.%'").fetchall() == []
+
+
+def _per_key_and_person_panel(exposition, tmp_path):
+    """The series of the gateway dashboard's "Requests per key and person" panel, its query evaluated by a REAL
+    Prometheus (Debian's, tools/dashboard_png.py) over the real proxy's request counters: each series of the exposition
+    backfilled as two samples a minute apart, 0 and the value the proxy reported."""
+    from tools.dashboard_png import END, Prometheus
+
+    dashboard = json.loads((REPO / "roles" / "monitoring" / "files" / "dashboards" / "gateway.json").read_text())
+    panel = next(p for p in dashboard["panels"] if p["title"] == "Requests per key and person")
+    counter = "litellm_proxy_total_requests_metric"
+    samples = [line.rsplit(" ", 1) for line in exposition.splitlines() if line.startswith(counter + "_total{")]
+    assert samples, exposition[-2000:]
+    openmetrics = "".join(f"{series} 0 {END - 60}\n{series} {value} {END}\n" for series, value in samples)
+    (tmp_path / "prometheus").mkdir()
+    prometheus = Prometheus(tmp_path / "prometheus", f"# TYPE {counter} counter\n{openmetrics}# EOF\n")
+    try:
+        status, body = json_request("GET", f"http://127.0.0.1:{prometheus.port}/api/v1/query?" + urllib.parse.urlencode(
+            {"query": substitute_grafana_vars(panel["targets"][0]["expr"]), "time": END}))
+    finally:
+        prometheus.stop()
+    assert status == 200 and body["status"] == "success", body
+    return [r["metric"] for r in body["data"]["result"]]
