@@ -13,6 +13,7 @@ of the rendered env gets the value the test chose) and the gateway's key list, s
 sets it (LAB_KEYS and LITELLM_KEY_<NAME>, shape proved in test_litellm_playbook.py).
 """
 
+import contextlib
 import json
 import os
 import re
@@ -78,6 +79,36 @@ def _button(driver, text):
     return next(b for b in driver.find_elements(By.TAG_NAME, "button") if b.is_displayed() and b.text.strip() == text)
 
 
+def _screenshot(driver, shot):
+    """The page as a PNG; copied to $AILAB_SCREENSHOT_DIR too, to refresh the docs' pictures (docs/testing.md)."""
+    driver.save_screenshot(str(shot))
+    if os.environ.get("AILAB_SCREENSHOT_DIR"):
+        shutil.copy(shot, Path(os.environ["AILAB_SCREENSHOT_DIR"]) / shot.name)
+
+
+@contextlib.contextmanager
+def _browser(webui, tmp_path):
+    """Chromium, a wait and ``act(step)``: the page re-renders as its data arrives, so a step is retried until the
+    element it needs is there and usable. On a failure: its screenshot, Open WebUI's log and the page's text."""
+    from selenium.common.exceptions import (ElementClickInterceptedException, ElementNotInteractableException,
+                                            NoSuchElementException, StaleElementReferenceException)
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = chromium()
+    wait = WebDriverWait(driver, WAIT, ignored_exceptions=(
+        StaleElementReferenceException, NoSuchElementException, ElementClickInterceptedException,
+        ElementNotInteractableException, StopIteration))
+    try:
+        yield driver, wait, lambda step: wait.until(lambda d: step(d) or True)
+    except Exception:
+        driver.save_screenshot(str(tmp_path / "failure.png"))
+        print("Open WebUI log:\n" + webui.log()[-4000:] + "\npage:\n" + driver.find_element(By.TAG_NAME, "body").text[-2000:])
+        raise
+    finally:
+        driver.quit()
+
+
 def _settings_took_effect(webui, env, token):
     """The rendered settings as the running Open WebUI reports them to its admin (the browser's session token)."""
     # the session is signed with WEBUI_SECRET_KEY (HS256), so it survives restarts and no other key verifies it
@@ -109,24 +140,12 @@ def _settings_took_effect(webui, env, token):
 
 
 def test_a_new_user_signs_up_picks_a_catalog_alias_and_gets_its_answer_in_the_browser(lab, tmp_path):
-    from selenium.common.exceptions import (ElementClickInterceptedException, ElementNotInteractableException,
-                                            NoSuchElementException, StaleElementReferenceException)
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     webui, ollama = lab["webui"], lab["ollama"]
     chat_models, embedding_models = _catalog("chat"), _catalog("embedding")
     assert embedding_models, "the example catalog has an embedding alias: the test proves it is not offered for chat"
-    driver = chromium()
-    # the page re-renders as its data arrives: a step is retried until the element it needs is there and usable
-    wait = WebDriverWait(driver, WAIT, ignored_exceptions=(
-        StaleElementReferenceException, NoSuchElementException, ElementClickInterceptedException,
-        ElementNotInteractableException, StopIteration))
-
-    def act(step):
-        wait.until(lambda d: step(d) or True)
-
-    try:
+    with _browser(webui, tmp_path) as (driver, wait, act):
         # first visit: the onboarding page, then the sign-up form; the first user becomes the admin
         driver.get(webui.url)
         act(lambda d: _button(d, "Get started").click())
@@ -164,16 +183,7 @@ def test_a_new_user_signs_up_picks_a_catalog_alias_and_gets_its_answer_in_the_br
         assert source in ollama.models_requested(), ollama.requests
         _settings_took_effect(webui, lab["env"], driver.execute_script("return localStorage.token"))
 
-        shot = tmp_path / "open-webui-chat.png"
-        driver.save_screenshot(str(shot))
-        if os.environ.get("AILAB_SCREENSHOT_DIR"):   # refresh the README's picture (docs/testing.md)
-            shutil.copy(shot, Path(os.environ["AILAB_SCREENSHOT_DIR"]) / shot.name)
-    except Exception:
-        driver.save_screenshot(str(tmp_path / "failure.png"))
-        print("Open WebUI log:\n" + webui.log()[-4000:] + "\npage:\n" + driver.find_element(By.TAG_NAME, "body").text[-2000:])
-        raise
-    finally:
-        driver.quit()
+        _screenshot(driver, tmp_path / "open-webui-chat.png")
 
 
 # Two documents on distinct topics, each long enough for several chunks (Open WebUI's default chunk size is 1000
@@ -213,10 +223,7 @@ def test_two_documents_uploaded_in_the_browser_the_answer_cites_the_one_asked_ab
     (tests/support/qdrant_server.py). Emulated: the embedding model (the Ollama stand-in's bag-of-words vectors,
     tests/support/openai_backend.py fake_embedding: texts sharing words are near, so the question finds the
     document it shares words with) and the chat model (it echoes the prompt Open WebUI built, context included)."""
-    from selenium.common.exceptions import (ElementClickInterceptedException, ElementNotInteractableException,
-                                            NoSuchElementException, StaleElementReferenceException)
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     webui, proxy, ollama, qdrant = lab["webui"], lab["proxy"], lab["ollama"], lab["qdrant"]
     embedding_source = next(m["source"] for m in load_example_catalog()["gpu_lab_models"]
@@ -226,20 +233,10 @@ def test_two_documents_uploaded_in_the_browser_the_answer_cites_the_one_asked_ab
     signed_up = session.post(webui.url + "/api/v1/auths/signup", json=ADMIN, timeout=60)
     assert signed_up.status_code == 200, signed_up.text
     token = signed_up.json()["token"]
-    paths = []
     for name, text in DOCUMENTS.items():
         (tmp_path / name).write_text(text + "\n", encoding="utf-8")
-        paths.append(str(tmp_path / name))
 
-    driver = chromium()
-    wait = WebDriverWait(driver, WAIT, ignored_exceptions=(
-        StaleElementReferenceException, NoSuchElementException, ElementClickInterceptedException,
-        ElementNotInteractableException, StopIteration))
-
-    def act(step):
-        wait.until(lambda d: step(d) or True)
-
-    try:
+    with _browser(webui, tmp_path) as (driver, wait, act):
         # the person signed up already (the first test signs up in the browser): the page opens with the session
         driver.get(webui.url + "/auth")
         driver.execute_script("localStorage.token = arguments[0]", token)
@@ -283,17 +280,8 @@ def test_two_documents_uploaded_in_the_browser_the_answer_cites_the_one_asked_ab
         assert "Tidal turbine log" not in answer, answer[-2000:]
         # the embeddings came through the gateway: its embedding alias on the Ollama backend under the catalog's tag
         assert {r["model"] for r in ollama.requests if r["path"] == "/api/embed"} == {embedding_source}, ollama.requests
-        shot = tmp_path / "open-webui-rag.png"
-        driver.save_screenshot(str(shot))
-        if os.environ.get("AILAB_SCREENSHOT_DIR"):   # the picture in docs (docs/testing.md)
-            shutil.copy(shot, Path(os.environ["AILAB_SCREENSHOT_DIR"]) / shot.name)
+        _screenshot(driver, tmp_path / "open-webui-rag.png")
         _rag_settings_took_effect(webui, lab["env"], proxy, token, tmp_path)
-    except Exception:
-        driver.save_screenshot(str(tmp_path / "failure.png"))
-        print("Open WebUI log:\n" + webui.log()[-6000:] + "\npage:\n" + driver.find_element(By.TAG_NAME, "body").text[-2000:])
-        raise
-    finally:
-        driver.quit()
 
 
 def _rag_settings_took_effect(webui, env, proxy, token, tmp_path):
