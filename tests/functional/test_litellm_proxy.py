@@ -18,7 +18,7 @@ import yaml
 
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import litellm_config as lc
 from tests.support.litellm_proxy import (LiteLLMProxy, gateway_env, role_base_config, write_gateway_config)
-from tests.support.openai_backend import OpenAIBackend
+from tests.support.openai_backend import EMBEDDING_DIM, OpenAIBackend
 from tests.support.serve import free_port
 
 pytestmark = pytest.mark.slow
@@ -79,7 +79,7 @@ def test_example_catalog_served_by_real_proxy(tmp_path, backends):
         status, body = proxy.post("/v1/embeddings", {"model": "nomic-embed", "input": ["hello", "world"]})
         assert status == 200, body
         assert body["object"] == "list" and len(body["data"]) == 2
-        assert body["data"][0]["object"] == "embedding" and len(body["data"][0]["embedding"]) == 8
+        assert body["data"][0]["object"] == "embedding" and len(body["data"][0]["embedding"]) == EMBEDDING_DIM
         assert ollama.requests[-1]["path"] == "/api/embed" and ollama.requests[-1]["model"] == "nomic-embed-text"
 
         # streaming: Server-Sent Events in OpenAI chunk format, ending with [DONE]

@@ -15,7 +15,8 @@ What is REAL here: the HTTP wire formats. The server speaks, on 127.0.0.1,
 
 What is EMULATED: the model. Replies are deterministic text that names the backend and the
 model it was asked for (``"[<backend name>] <model>: <last user message>"``), token counts
-are word counts, and embeddings are a fixed-size vector derived from a hash of the input.
+are word counts, and embeddings are a bag-of-words vector (``fake_embedding``: words hashed into buckets, so texts
+on distinct topics are far apart and retrieval finds the one a question is about).
 Nothing is loaded, no GPU is used.
 
 Switches for failure tests:
@@ -39,6 +40,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
+import re
 import socket
 import threading
 import time
@@ -46,12 +49,20 @@ from http.server import ThreadingHTTPServer
 
 from tests.support.serve import JSONHandler, free_port, run_in_foreground
 
-EMBEDDING_DIM = 8
+EMBEDDING_DIM = 256
+_WORD = re.compile(r"[a-z0-9]+")
 
 
 def fake_embedding(text: str) -> list[float]:
-    digest = hashlib.sha256(text.encode("utf-8")).digest()
-    return [round(b / 255.0, 6) for b in digest[:EMBEDDING_DIM]]
+    """A deterministic bag-of-words embedding: each lowercase word adds 1 to the bucket its SHA-256 picks, then the
+    vector is scaled to length 1. Texts sharing words get a high cosine similarity, texts on distinct topics a low
+    one, so retrieval over these vectors finds the document a question is about (no model, no meaning: word
+    overlap). A text without words gets the first unit vector."""
+    vector = [0.0] * EMBEDDING_DIM
+    for word in _WORD.findall(text.lower()):
+        vector[int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "big") % EMBEDDING_DIM] += 1.0
+    norm = math.sqrt(sum(v * v for v in vector))
+    return [round(v / norm, 6) for v in vector] if norm else [1.0] + [0.0] * (EMBEDDING_DIM - 1)
 
 
 class _Server(ThreadingHTTPServer):
