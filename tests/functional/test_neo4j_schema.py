@@ -1,0 +1,137 @@
+"""Module ailab.gpu_lab.neo4j_schema through real Ansible against a REAL Neo4j community server.
+
+What is real: Neo4j itself (the neo4j role's image version from Maven Central, tests/support/neo4j_server.py: its
+HTTP API, auth, transactions, schema commands and notifications), ansible-playbook with the module's argument spec,
+check mode and --diff. Nothing stands in. Not covered here: the GPU host's route to the Service's ClusterIP (the role
+delegates the module there; tests/functional/test_neo4j_role.py renders that part).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.ailab.gpu_lab.plugins.module_utils import neo4j_schema as ns
+from tests.support.ansible_run import run_module
+from tests.support.neo4j_server import Neo4jServer
+
+SCHEMA = """\
+// The lab's graph: documents, their chunks, the entities they mention.
+CREATE CONSTRAINT document_id IF NOT EXISTS FOR (d:Document) REQUIRE d.id IS UNIQUE;
+CREATE CONSTRAINT entity_name IF NOT EXISTS
+  FOR (e:Entity) REQUIRE e.name IS UNIQUE;   /* entities are merged by name */
+CREATE INDEX chunk_source IF NOT EXISTS FOR (c:Chunk) ON (c.source);
+CREATE TEXT INDEX chunk_text IF NOT EXISTS FOR (c:Chunk) ON (c.text);
+"""
+
+
+@pytest.fixture(scope="module")
+def neo4j(tmp_path_factory):
+    server = Neo4jServer(str(tmp_path_factory.mktemp("neo4j"))).start()
+    print("real Neo4j started in %.1f s" % server.startup_seconds)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(neo4j):
+    """A Cypher client on the server, the schema emptied first (the community edition has one user database)."""
+    cypher = ns.HttpCypher(neo4j.url, "neo4j", neo4j.password)
+    for row in cypher.query("SHOW CONSTRAINTS YIELD name"):
+        cypher.query("DROP CONSTRAINT `%s`" % row["name"])
+    for row in cypher.query("SHOW INDEXES YIELD name, type"):
+        if row["type"] != "LOOKUP":
+            cypher.query("DROP INDEX `%s`" % row["name"])
+    return cypher
+
+
+def _args(neo4j, schema, **extra):
+    return dict({"schema": schema, "source": "inventory/lab/neo4j/schema.cypher", "url": neo4j.url,
+                 "password": neo4j.password}, **extra)
+
+
+def _names(client):
+    return sorted(r["name"] for r in client.query("SHOW CONSTRAINTS YIELD name")) + sorted(
+        r["name"] for r in client.query("SHOW INDEXES YIELD name, type, owningConstraint")
+        if r["type"] != "LOOKUP" and not r["owningConstraint"])
+
+
+def test_schema_applies_then_a_second_run_changes_nothing(neo4j, client):
+    result, out = run_module("ailab.gpu_lab.neo4j_schema", _args(neo4j, SCHEMA), diff=True)
+    assert not result.get("failed"), out
+    assert result["changed"] is True
+    assert _names(client) == ["document_id", "entity_name", "chunk_source", "chunk_text"]
+    assert [s["effect"] for s in result["statements"]] == ["applied"] * 4
+    assert [s["line"] for s in result["statements"]] == [2, 3, 5, 6]
+    # --diff: Neo4j's own createStatement of each new object, the password nowhere
+    assert "CREATE CONSTRAINT `entity_name` FOR (n:`Entity`) REQUIRE (n.`name`) IS UNIQUE" in result["diff"]["after"]
+    assert "entity_name" not in result["diff"]["before"]
+    assert neo4j.password not in out
+
+    again, out = run_module("ailab.gpu_lab.neo4j_schema", _args(neo4j, SCHEMA), diff=True)
+    assert not again.get("failed"), out
+    assert again["changed"] is False
+    assert [s["effect"] for s in again["statements"]] == ["no effect"] * 4
+    assert again["before"] == again["after"] == result["after"]
+
+
+def test_check_mode_writes_nothing_and_says_what_would_change(neo4j, client):
+    run_module("ailab.gpu_lab.neo4j_schema", _args(neo4j, SCHEMA.split("CREATE INDEX")[0]))
+    assert _names(client) == ["document_id", "entity_name"]
+
+    planned, out = run_module("ailab.gpu_lab.neo4j_schema", _args(neo4j, SCHEMA), check=True, diff=True)
+    assert not planned.get("failed"), out
+    assert planned["changed"] is True
+    assert [s["effect"] for s in planned["statements"]] == ["no effect", "no effect", "applied", "applied"]
+    assert "index chunk_text: CREATE TEXT INDEX chunk_text IF NOT EXISTS" in planned["diff"]["after"]
+    assert "chunk_text" not in planned["diff"]["before"]
+    assert _names(client) == ["document_id", "entity_name"]   # the transaction was rolled back
+
+    run_module("ailab.gpu_lab.neo4j_schema", _args(neo4j, SCHEMA))
+    unchanged, _out = run_module("ailab.gpu_lab.neo4j_schema", _args(neo4j, SCHEMA), check=True)
+    assert unchanged["changed"] is False
+
+
+def test_bad_file_is_refused_before_anything_changes(neo4j, client):
+    bad = SCHEMA + "MATCH (n) DETACH DELETE n;\nCREATE INDEX unnamed_is_refused_too FOR (c:Chunk) ON (c.x);\n"
+    result, _out = run_module("ailab.gpu_lab.neo4j_schema", _args(neo4j, bad))
+    assert result["failed"]
+    assert "inventory/lab/neo4j/schema.cypher line 7: `MATCH (n) DETACH DELETE n` is not a schema statement" \
+        in result["msg"]
+    assert "line 8: `CREATE INDEX unnamed_is_refused_too FOR (c:Chunk) ON (c.x)` must name the index and say IF " \
+        "NOT EXISTS" in result["msg"]
+    assert _names(client) == []
+
+    # A statement only Neo4j can judge (a property type it does not know) fails the whole transaction: the
+    # statements before it in the file are not committed either.
+    refused = SCHEMA + "CREATE CONSTRAINT chunk_n IF NOT EXISTS FOR (c:Chunk) REQUIRE c.n IS :: NO_SUCH_TYPE;\n"
+    result, _out = run_module("ailab.gpu_lab.neo4j_schema", _args(neo4j, refused))
+    assert result["failed"]
+    assert result["msg"].startswith("inventory/lab/neo4j/schema.cypher line 7: Neo4j refused `CREATE CONSTRAINT "
+                                    "chunk_n")
+    assert "Neo.ClientError.Statement.SyntaxError" in result["msg"] and "nothing was changed" in result["msg"]
+    assert _names(client) == []
+
+
+def test_the_file_is_additive_and_drop_if_exists_removes(neo4j, client):
+    run_module("ailab.gpu_lab.neo4j_schema", _args(neo4j, SCHEMA))
+    without_text_index = SCHEMA.replace("CREATE TEXT INDEX chunk_text IF NOT EXISTS FOR (c:Chunk) ON (c.text);\n", "")
+    kept, _out = run_module("ailab.gpu_lab.neo4j_schema", _args(neo4j, without_text_index))
+    assert kept["changed"] is False
+    assert "chunk_text" in _names(client)   # an application's index is never dropped for not being in the file
+
+    dropping = without_text_index + "DROP INDEX chunk_text IF EXISTS;\n"
+    dropped, out = run_module("ailab.gpu_lab.neo4j_schema", _args(neo4j, dropping), diff=True)
+    assert dropped["changed"] is True, out
+    assert "chunk_text" not in _names(client)
+    assert "index chunk_text:" in dropped["diff"]["before"] and "index chunk_text:" not in dropped["diff"]["after"]
+    again, _out = run_module("ailab.gpu_lab.neo4j_schema", _args(neo4j, dropping))
+    assert again["changed"] is False
+
+
+def test_wrong_password_is_named_and_never_printed(neo4j, client):
+    result, out = run_module("ailab.gpu_lab.neo4j_schema", _args(neo4j, SCHEMA, password="not-the-password"))
+    assert result["failed"]
+    assert "refused user 'neo4j' (Neo.ClientError.Security.Unauthorized" in result["msg"]
+    assert "NEO4J_AUTH" in result["msg"]
+    assert "not-the-password" not in out
+    assert _names(client) == []
