@@ -148,6 +148,26 @@ def parse(text, source="schema"):
     return statements
 
 
+def file_errors(path, var="neo4j_schema_file"):
+    """The problems of the schema file at ``path`` (a controller path; "" = no file): [] when fine. The deploy
+    playbook's early check runs this (plugins/module_utils/deploy.py, the neo4j role's input rule)."""
+    if not path:
+        return []
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read().decode("utf-8")
+    except (IOError, OSError) as exc:
+        return ["%s: cannot read %s (%s); write the Cypher file there or set %s: ''" % (
+            var, path, getattr(exc, "strerror", None) or exc, var)]
+    except UnicodeDecodeError as exc:
+        return ["%s: %s is not UTF-8 text (%s)" % (var, path, exc)]
+    try:
+        parse(text, "%s %s" % (var, path))
+    except SchemaError as exc:
+        return [str(exc)]
+    return []
+
+
 class HttpCypher(object):
     """Cypher over Neo4j's HTTP API (the community server's transactional endpoint, /db/<database>/tx)."""
 

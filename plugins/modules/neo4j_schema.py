@@ -21,7 +21,6 @@ description:
     the listing after. A statement Neo4j refuses fails the task naming the line, and nothing is committed.
   - The file is additive. Constraints and indexes it does not mention are kept (applications create their own);
     a C(DROP ... IF EXISTS) statement removes one.
-  - With O(validate_only) it only checks O(schema) and contacts nothing (the deploy playbook's early check).
 author:
   - ailab maintainers (@ailab)
 attributes:
@@ -42,8 +41,9 @@ options:
     type: str
     default: schema
   url:
-    description: Neo4j's HTTP base, e.g. C(http://10.43.0.12:7474). Required unless O(validate_only).
+    description: Neo4j's HTTP base, e.g. C(http://10.43.0.12:7474).
     type: str
+    required: true
   database:
     description: The database the schema belongs to.
     type: str
@@ -53,16 +53,13 @@ options:
     type: str
     default: neo4j
   password:
-    description: Its password. Required unless O(validate_only).
+    description: Its password.
     type: str
+    required: true
   timeout:
     description: Seconds each HTTP request may take.
     type: int
     default: 30
-  validate_only:
-    description: Only check O(schema); contact nothing.
-    type: bool
-    default: false
 notes:
   - Runs where Neo4j's HTTP port is reachable; the neo4j role delegates it to the GPU host, which reaches the
     Service's ClusterIP (docs/neo4j.md, "How the schema reaches Neo4j").
@@ -79,17 +76,11 @@ EXAMPLES = r"""
     source: "{{ inventory_dir }}/neo4j/schema.cypher"
     url: http://10.43.0.12:7474
     password: "{{ neo4j_password }}"
-
-- name: Only check the file
-  ailab.gpu_lab.neo4j_schema:
-    schema: "{{ lookup('ansible.builtin.file', 'schema.cypher') }}"
-    source: schema.cypher
-    validate_only: true
 """
 
 RETURN = r"""
 statements:
-  description: Each statement of the file with what Neo4j did with it (not returned with O(validate_only)).
+  description: Each statement of the file with what Neo4j did with it.
   returned: always
   type: list
   elements: dict
@@ -99,15 +90,15 @@ statements:
     action: {description: create or drop., type: str, returned: always}
     kind: {description: constraint or index., type: str, returned: always}
     name: {description: The name it creates or drops., type: str, returned: always}
-    effect: {description: applied, or no effect (Neo4j's notification)., type: str, returned: unless validate_only}
+    effect: {description: applied, or no effect (Neo4j's notification)., type: str, returned: always}
 before:
   description: The schema before, one line per constraint or index (C(<kind> <name>, <createStatement>)).
-  returned: unless validate_only
+  returned: always
   type: list
   elements: str
 after:
   description: The schema after (predicted in check mode).
-  returned: unless validate_only
+  returned: always
   type: list
   elements: str
 """
@@ -122,14 +113,12 @@ def main():
         argument_spec=dict(
             schema=dict(type="str", required=True),
             source=dict(type="str", default="schema"),
-            url=dict(type="str"),
+            url=dict(type="str", required=True),
             database=dict(type="str", default="neo4j"),
             user=dict(type="str", default="neo4j"),
-            password=dict(type="str", no_log=True),
+            password=dict(type="str", required=True, no_log=True),
             timeout=dict(type="int", default=30),
-            validate_only=dict(type="bool", default=False),
         ),
-        required_if=[("validate_only", False, ("url", "password"))],
         supports_check_mode=True,
     )
     params = module.params
@@ -137,8 +126,6 @@ def main():
         statements = ns.parse(params["schema"], params["source"])
     except ns.SchemaError as exc:
         module.fail_json(msg=str(exc))
-    if params["validate_only"]:
-        module.exit_json(changed=False, statements=[s.as_dict() for s in statements])
     client = ns.HttpCypher(params["url"], params["user"], params["password"], params["database"], params["timeout"])
     try:
         result = ns.apply(client, statements, module.check_mode, params["source"])
