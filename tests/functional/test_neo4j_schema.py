@@ -1,16 +1,25 @@
-"""Module ailab.gpu_lab.neo4j_schema through real Ansible against a REAL Neo4j community server.
+"""Module ailab.gpu_lab.neo4j_schema and role ailab.gpu_lab.neo4j through real Ansible against a REAL Neo4j
+community server.
 
 What is real: Neo4j itself (the neo4j role's image version from Maven Central, tests/support/neo4j_server.py: its
 HTTP API, auth, transactions, schema commands and notifications), ansible-playbook with the module's argument spec,
-check mode and --diff. Nothing stands in. Not covered here: the GPU host's route to the Service's ClusterIP (the role
-delegates the module there; tests/functional/test_neo4j_role.py renders that part).
+check mode and --diff; in the role test also the kube-apiserver and its controllers (the StatefulSet, its PVC, the
+Secret the password is read from). EMULATED: the kubelet (kwok: the pod becomes Ready, no container runs), so the
+role's schema step is pointed at the real server with neo4j_api_url instead of the Service's ClusterIP, and runs on
+localhost instead of the GPU host. One server per test module (the community edition has one user database: each
+test empties its schema first).
 """
 
 from __future__ import annotations
 
+import base64
+import sys
+
 import pytest
+import yaml
 
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import neo4j_schema as ns
+from tests.conftest import REPO, run_playbook
 from tests.support.ansible_run import run_module
 from tests.support.neo4j_server import Neo4jServer
 
@@ -135,3 +144,63 @@ def test_wrong_password_is_named_and_never_printed(neo4j, client):
     assert "NEO4J_AUTH" in result["msg"]
     assert "not-the-password" not in out
     assert _names(client) == []
+
+
+def test_the_example_inventorys_schema_applies(neo4j, client):
+    schema = open(REPO + "/inventory/example/neo4j/schema.cypher", encoding="utf-8").read()
+    result, out = run_module("ailab.gpu_lab.neo4j_schema", _args(neo4j, schema))
+    assert result["changed"] is True, out
+    assert _names(client) == ["chunk_id", "document_id", "entity_name", "chunk_source", "entity_names"]
+
+
+def _role_play(tmp_path, kube, neo4j, schema_file):
+    play = [{"hosts": "localhost", "gather_facts": False, "connection": "local",
+             "vars": {"ansible_python_interpreter": sys.executable},
+             "roles": [{"role": "ailab.gpu_lab.neo4j",
+                        "vars": {"neo4j_namespace": kube.namespace, "neo4j_kubeconfig": kube.kubeconfig,
+                                 "neo4j_schema_file": str(schema_file), "neo4j_api_url": neo4j.url,
+                                 "neo4j_api_host": "localhost", "neo4j_wait_timeout": 120}}]}]
+    path = tmp_path / "neo4j-play.yml"
+    path.write_text(yaml.safe_dump(play))
+    return path
+
+
+def _recap_changed(out):
+    return int(out.split("PLAY RECAP", 1)[1].split("changed=", 1)[1].split()[0])
+
+
+def test_role_applies_the_statefulset_then_the_schema_and_repeats_change_nothing(tmp_path, kube, neo4j, client):
+    """The role on its own: the objects through the one apply into the real API server, the password read from the
+    Secret neo4j-auth (as the secrets playbook writes it), the schema file applied to the real Neo4j; a second run and
+    a check run change nothing, and the password is in no output."""
+    kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "neo4j-auth"}, "type": "Opaque",
+                "data": {"NEO4J_AUTH": base64.b64encode(("neo4j/" + neo4j.password).encode()).decode()}})
+    schema_file = tmp_path / "schema.cypher"
+    schema_file.write_text(SCHEMA)
+    play = _role_play(tmp_path, kube, neo4j, schema_file)
+
+    first = run_playbook(play, "-i", "localhost,", "--diff")
+    assert _recap_changed(first.stdout) >= 2, first.stdout   # the objects, the schema
+    assert _names(client) == ["document_id", "entity_name", "chunk_source", "chunk_text"]
+    sts = kube.get("StatefulSet", "neo4j", api_version="apps/v1")
+    claim = sts["spec"]["volumeClaimTemplates"][0]
+    assert claim["metadata"]["labels"]["backup-tier"] == "gfs"
+    env = {e["name"]: e for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["NEO4J_AUTH"]["valueFrom"]["secretKeyRef"] == {"name": "neo4j-auth", "key": "NEO4J_AUTH"}
+    svc = kube.get("Service", "neo4j")
+    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {"http": 7474, "bolt": 7687}
+    assert neo4j.password not in first.stdout
+
+    again = run_playbook(play, "-i", "localhost,", "--diff")
+    assert _recap_changed(again.stdout) == 0, again.stdout
+    checked = run_playbook(play, "-i", "localhost,", "--check", "--diff")
+    assert _recap_changed(checked.stdout) == 0, checked.stdout
+
+    # a bad file stops the role before it applies anything
+    schema_file.write_text(SCHEMA + "MATCH (n) DETACH DELETE n;\n")
+    kube.delete("StatefulSet", "neo4j", api_version="apps/v1")
+    bad = run_playbook(play, "-i", "localhost,", check=False)
+    assert bad.returncode != 0
+    assert "neo4j_schema_file %s line 7: `MATCH (n) DETACH DELETE n` is not a schema statement" % schema_file \
+        in bad.stdout
+    assert kube.get("StatefulSet", "neo4j", api_version="apps/v1") is None
