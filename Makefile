@@ -72,12 +72,14 @@ controlplane:
 # The other real tools the tests drive, built once (not raced by two pytest workers): cyclonus's
 # NetworkPolicy engine (tools/netpol-matrix), the Arize Phoenix server's venv, the upstream Go
 # sources the exporters' metric names are checked against (tools/upstream-sources.sh), and External
-# Secrets Operator's CRDs (tools/external-secrets-crds.sh).
+# Secrets Operator's CRDs (tools/external-secrets-crds.sh), and the Neo4j community server's jars from Maven Central
+# (tools/neo4j-server.sh).
 test-tools:
 	bash tools/netpol-matrix.sh
 	bash tools/phoenix-venv.sh >/dev/null
 	bash tools/upstream-sources.sh
 	bash tools/external-secrets-crds.sh >/dev/null
+	bash tools/neo4j-server.sh >/dev/null
 
 lint: setup
 	ansible-lint --offline --profile production
