@@ -22,9 +22,10 @@ __metaclass__ = type
 import base64
 import json
 import re
+import socket
 
-from urllib.error import HTTPError, URLError
-from urllib.request import Request, urlopen
+from http.client import HTTPConnection, HTTPException
+from urllib.parse import urlsplit
 
 _NAME = r"(`[^`]+`|[A-Za-z_][A-Za-z0-9_]*)"
 _CREATE_RE = re.compile(r"^CREATE\s+(?:(?:RANGE|TEXT|POINT|FULLTEXT|VECTOR|LOOKUP)\s+)?(CONSTRAINT|INDEX)\b(.*)$",
@@ -172,7 +173,11 @@ class HttpCypher(object):
     """Cypher over Neo4j's HTTP API (the community server's transactional endpoint, /db/<database>/tx)."""
 
     def __init__(self, url, user, password, database="neo4j", timeout=30.0):
-        self.base = "%s/db/%s/tx" % (url.rstrip("/"), database)
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise Neo4jError("url %r is not an http://host:port address of Neo4j's HTTP connector" % url)
+        self._host, self._port = parts.hostname, parts.port or 7474
+        self.base = "%s/db/%s/tx" % (parts.path.rstrip("/"), database)
         self.url = url
         self.user = user
         self.timeout = timeout
@@ -180,18 +185,18 @@ class HttpCypher(object):
         self._headers = {"Authorization": "Basic " + token, "Content-Type": "application/json",
                          "Accept": "application/json"}
 
-    def _request(self, method, url, statements=None):
+    def _request(self, method, path, statements=None):
         body = None if statements is None else json.dumps(
             {"statements": [{"statement": s} for s in statements]}).encode("utf-8")
-        request = Request(url, data=body, headers=self._headers)
-        request.get_method = lambda: method
+        connection = HTTPConnection(self._host, self._port, timeout=self.timeout)
         try:
-            response = urlopen(request, timeout=self.timeout)
-            status, raw, location = response.getcode(), response.read(), response.headers.get("Location")
-        except HTTPError as exc:
-            status, raw, location = exc.code, exc.read(), None
-        except (URLError, OSError) as exc:
-            raise Neo4jError("Neo4j at %s is not reachable: %s" % (self.url, getattr(exc, "reason", exc)))
+            connection.request(method, path, body=body, headers=self._headers)
+            response = connection.getresponse()
+            status, raw, location = response.status, response.read(), response.getheader("Location")
+        except (HTTPException, socket.error) as exc:
+            raise Neo4jError("Neo4j at %s is not reachable: %s" % (self.url, exc))
+        finally:
+            connection.close()
         try:
             answer = json.loads(raw.decode("utf-8")) if raw else {}
         except ValueError:
@@ -202,8 +207,9 @@ class HttpCypher(object):
             raise Neo4jError("Neo4j at %s refused user %r (%s: %s): check the password (Secret key NEO4J_AUTH)"
                              % (self.url, self.user, said.get("code"), said.get("message")), said.get("code"))
         if status >= 400 and not errors:
-            raise Neo4jError("Neo4j at %s answered HTTP %s to %s %s" % (self.url, status, method, url))
-        return answer, location
+            raise Neo4jError("Neo4j at %s answered HTTP %s to %s %s" % (self.url, status, method, path))
+        # the transaction's address as Neo4j names it; only its path is used (the host is the one called)
+        return answer, urlsplit(location).path if location else None
 
     @staticmethod
     def _raise(answer):

@@ -13,7 +13,7 @@ module: neo4j_schema
 short_description: Apply Neo4j constraints and indexes from a Cypher file, idempotently
 version_added: 0.1.0
 description:
-  - Checks O(schema) first: only named C(CREATE ... CONSTRAINT|INDEX <name> IF NOT EXISTS) and
+  - Checks O(schema) first. Only named C(CREATE ... CONSTRAINT|INDEX <name> IF NOT EXISTS) and
     C(DROP CONSTRAINT|INDEX <name> IF EXISTS) statements, each ending with C(;); anything else fails naming O(source)
     and the line, before Neo4j is asked anything.
   - Lists the schema (C(SHOW CONSTRAINTS), C(SHOW INDEXES)), runs every statement in one transaction of Neo4j's HTTP
@@ -90,7 +90,7 @@ statements:
     action: {description: create or drop., type: str, returned: always}
     kind: {description: constraint or index., type: str, returned: always}
     name: {description: The name it creates or drops., type: str, returned: always}
-    effect: {description: applied, or no effect (Neo4j's notification)., type: str, returned: always}
+    effect: {description: "V(applied), or V(no effect) (Neo4j's notification).", type: str, returned: always}
 before:
   description: The schema before, one line per constraint or index (C(<kind> <name>, <createStatement>)).
   returned: always
