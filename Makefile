@@ -127,6 +127,7 @@ COMPAT_TESTS := \
   tests/functional/test_provision_playbook.py::test_check_diff_on_a_fresh_host_shows_the_files_and_changes_nothing \
   tests/functional/test_gpu_capacity_module.py::test_reports_holder_then_requirement_fails_naming_it \
   tests/functional/test_gpu_capacity_module.py::test_host_view_reports_a_game_kubernetes_cannot_see \
+  tests/functional/test_neo4j_schema.py::test_schema_applies_then_a_second_run_changes_nothing \
   tests/functional/test_litellm_playbook.py::test_module_and_filters_through_ansible_playbook \
   tests/functional/test_litellm_playbook.py::test_module_rejection_through_ansible_playbook \
   tests/functional/test_model_pull_playbook.py::test_progress_is_shown_while_a_slow_pull_runs \
