@@ -191,8 +191,9 @@ def test_role_applies_the_statefulset_then_the_schema_and_repeats_change_nothing
     assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {"http": 7474, "bolt": 7687}
     assert neo4j.password not in first.stdout
 
-    again = run_playbook(play, "-i", "localhost,", "--diff")
+    again = run_playbook(play, "-i", "localhost,", "--diff", "-vvv")
     assert _recap_changed(again.stdout) == 0, again.stdout
+    assert neo4j.password not in again.stdout   # not even at -vvv (module arguments, lookups, the Secret's data)
     checked = run_playbook(play, "-i", "localhost,", "--check", "--diff")
     assert _recap_changed(checked.stdout) == 0, checked.stdout
 
@@ -204,3 +205,18 @@ def test_role_applies_the_statefulset_then_the_schema_and_repeats_change_nothing
     assert "neo4j_schema_file %s line 7: `MATCH (n) DETACH DELETE n` is not a schema statement" % schema_file \
         in bad.stdout
     assert kube.get("StatefulSet", "neo4j", api_version="apps/v1") is None
+
+
+def test_deploy_refuses_a_bad_schema_file_before_rendering_anything(tmp_path):
+    """The deploy playbook's early check (lab role) runs the neo4j role's input rule with every other input: a bad
+    statement in the file stops the run, naming the file and line, before the first object is written."""
+    schema_file = tmp_path / "schema.cypher"
+    schema_file.write_text(SCHEMA + "\nMERGE (n:Person {id: 1});\n")
+    render = tmp_path / "rendered"
+    proc = run_playbook(REPO + "/playbooks/deploy.yml", "-i", "inventory/example", "-e", "gpu_lab_render_only=true",
+                        "-e", "gpu_lab_render_dir=%s" % render, "-e", "neo4j_schema_file=%s" % schema_file,
+                        "-e", '{"gpu_lab_components": {"neo4j": true}}', check=False)
+    assert proc.returncode != 0
+    assert "neo4j_schema_file %s line 8: `MERGE (n:Person {id: 1})` is not a schema statement" % schema_file \
+        in proc.stdout, proc.stdout[-3000:]
+    assert not render.exists()
