@@ -120,17 +120,17 @@ def main():
     parser.add_argument("--dir", required=True)
     parser.add_argument("--password", default="lab-test-password-1")
     args = parser.parse_args()
+    # servers.py stop sends SIGTERM: leave the wait below (stopping Neo4j from the handler itself would wait for the
+    # process a second time while the first wait holds Popen's lock), then stop the server on the way out.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
     server = Neo4jServer(args.dir, args.password).start()
-
-    def _stop(_signum, _frame):
+    try:
+        with open(os.path.join(args.dir, "neo4j.url.tmp"), "w", encoding="utf-8") as handle:
+            json.dump(server.info(), handle)
+        os.replace(os.path.join(args.dir, "neo4j.url.tmp"), os.path.join(args.dir, "neo4j.url"))
+        server.proc.wait()
+    finally:
         server.stop()
-        sys.exit(0)
-
-    signal.signal(signal.SIGTERM, _stop)
-    with open(os.path.join(args.dir, "neo4j.url.tmp"), "w", encoding="utf-8") as handle:
-        json.dump(server.info(), handle)
-    os.replace(os.path.join(args.dir, "neo4j.url.tmp"), os.path.join(args.dir, "neo4j.url"))
-    server.proc.wait()
 
 
 if __name__ == "__main__":
