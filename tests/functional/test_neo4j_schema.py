@@ -12,7 +12,6 @@ test empties its schema first).
 
 from __future__ import annotations
 
-import base64
 import sys
 
 import pytest
@@ -22,6 +21,8 @@ from ansible_collections.ailab.gpu_lab.plugins.module_utils import neo4j_schema 
 from tests.conftest import REPO, run_playbook
 from tests.support.ansible_run import run_module
 from tests.support.neo4j_server import Neo4jServer
+from tests.support.secrets_fixtures import GOOD_ENV, env_text, write_env, write_inventory
+from tests.support.secrets_fixtures import PLAYBOOK as SECRETS_PLAYBOOK
 
 SCHEMA = """\
 // The lab's graph: documents, their chunks, the entities they mention.
@@ -165,16 +166,33 @@ def _role_play(tmp_path, kube, neo4j, schema_file):
     return path
 
 
+def _secrets_playbook(tmp_path, kube, env):
+    env_file = write_env(str(tmp_path / "lab.env"), env_text(env))
+    inventory = write_inventory(str(tmp_path), kube.kubeconfig, env_file, gpu_lab_namespace=kube.namespace,
+                                gpu_lab_components={"neo4j": True})
+    return run_playbook(SECRETS_PLAYBOOK, "-i", inventory)
+
+
+def test_secrets_playbook_generates_neo4j_auth_once_and_keeps_it(tmp_path, kube):
+    first = _secrets_playbook(tmp_path, kube, GOOD_ENV)
+    auth = kube.secrets()["neo4j-auth"]["NEO4J_AUTH"]
+    assert auth.startswith("neo4j/") and len(auth) == 46 and auth[6:].isalnum()
+    second = _secrets_playbook(tmp_path, kube, GOOD_ENV)
+    assert kube.secrets()["neo4j-auth"]["NEO4J_AUTH"] == auth
+    assert auth[6:] not in first.stdout + second.stdout
+
+
 def _recap_changed(out):
     return int(out.split("PLAY RECAP", 1)[1].split("changed=", 1)[1].split()[0])
 
 
 def test_role_applies_the_statefulset_then_the_schema_and_repeats_change_nothing(tmp_path, kube, neo4j, client):
-    """The role on its own: the objects through the one apply into the real API server, the password read from the
-    Secret neo4j-auth (as the secrets playbook writes it), the schema file applied to the real Neo4j; a second run and
-    a check run change nothing, and the password is in no output."""
-    kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "neo4j-auth"}, "type": "Opaque",
-                "data": {"NEO4J_AUTH": base64.b64encode(("neo4j/" + neo4j.password).encode()).decode()}})
+    """The secrets playbook writes Secret neo4j-auth from .env; the role on its own: the objects through the one apply
+    into the real API server, the password read from that Secret, the schema file applied to the real Neo4j; a second
+    run and a check run change nothing, and the password is in no output."""
+    # the Secret as the secrets playbook writes it, from .env NEO4J_AUTH (the real server's password)
+    _secrets_playbook(tmp_path, kube, dict(GOOD_ENV, NEO4J_AUTH="neo4j/" + neo4j.password))
+    assert kube.secrets()["neo4j-auth"] == {"NEO4J_AUTH": "neo4j/" + neo4j.password}
     schema_file = tmp_path / "schema.cypher"
     schema_file.write_text(SCHEMA)
     play = _role_play(tmp_path, kube, neo4j, schema_file)
