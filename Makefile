@@ -72,12 +72,14 @@ controlplane:
 # The other real tools the tests drive, built once (not raced by two pytest workers): cyclonus's
 # NetworkPolicy engine (tools/netpol-matrix), the Arize Phoenix server's venv, the upstream Go
 # sources the exporters' metric names are checked against (tools/upstream-sources.sh), and External
-# Secrets Operator's CRDs (tools/external-secrets-crds.sh).
+# Secrets Operator's CRDs (tools/external-secrets-crds.sh), and the Neo4j community server's jars from Maven Central
+# (tools/neo4j-server.sh).
 test-tools:
 	bash tools/netpol-matrix.sh
 	bash tools/phoenix-venv.sh >/dev/null
 	bash tools/upstream-sources.sh
 	bash tools/external-secrets-crds.sh >/dev/null
+	bash tools/neo4j-server.sh >/dev/null
 
 lint: setup
 	ansible-lint --offline --profile production
@@ -125,6 +127,7 @@ COMPAT_TESTS := \
   tests/functional/test_provision_playbook.py::test_check_diff_on_a_fresh_host_shows_the_files_and_changes_nothing \
   tests/functional/test_gpu_capacity_module.py::test_reports_holder_then_requirement_fails_naming_it \
   tests/functional/test_gpu_capacity_module.py::test_host_view_reports_a_game_kubernetes_cannot_see \
+  tests/functional/test_neo4j_schema.py::test_schema_applies_then_a_second_run_changes_nothing \
   tests/functional/test_litellm_playbook.py::test_module_and_filters_through_ansible_playbook \
   tests/functional/test_litellm_playbook.py::test_module_rejection_through_ansible_playbook \
   tests/functional/test_model_pull_playbook.py::test_progress_is_shown_while_a_slow_pull_runs \

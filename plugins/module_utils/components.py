@@ -41,6 +41,16 @@ REGISTRY = {
         "scrape": [{"service": "qdrant", "port": "http", "path": "/metrics"}],
         "volumes": ["qdrant_backup_tier"],
     },
+    # Neo4j (community edition), the graph store. No lab component calls it: the user's applications do (the
+    # neo4j role's neo4j_clients, opened by roles/network_policy), and the schema step from the GPU host like Qdrant's
+    # collections (docs/neo4j.md). No route (its Browser needs Bolt beside it: kubectl port-forward), no scrape (the
+    # community edition has no metrics endpoint).
+    "neo4j": {
+        "default": False, "tags": ["neo4j"], "gpu_backend": False,
+        "services": {"neo4j": {"ports": {"http": {"port": 7474, "var": "neo4j_http_port"},
+                                         "bolt": {"port": 7687, "var": "neo4j_bolt_port"}}}},
+        "volumes": ["neo4j_backup_tier"],
+    },
     "litellm": {
         "default": True, "tags": ["litellm"], "gpu_backend": False,
         "services": {"litellm": {"ports": {"http": {"port": 4000, "var": "litellm_port"}}},

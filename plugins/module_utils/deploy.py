@@ -25,6 +25,7 @@ import re
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import catalog as _catalog
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import components as _components
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import litellm_config as _litellm_config
+from ansible_collections.ailab.gpu_lab.plugins.module_utils import neo4j_schema as _neo4j_schema
 
 PART_OF = "ai-lab"
 MANAGED_BY = "ailab.gpu_lab"
@@ -790,8 +791,19 @@ def _vllm_errors(values):
     return errors
 
 
+def _neo4j_errors(values):
+    """The schema file (read on the controller, every statement checked: docs/neo4j.md) and the client selectors."""
+    errors = _neo4j_schema.file_errors(values.get("neo4j_schema_file") or "")
+    for index, selector in enumerate(values.get("neo4j_clients") or []):
+        if not isinstance(selector, dict) or not selector or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in selector.items()):
+            errors.append("neo4j_clients[%d]: %r is not a matchLabels map of the client pods (label: value), e.g. "
+                          "{app.kubernetes.io/name: my-app}" % (index, selector))
+    return errors
+
+
 ROLE_INPUT_CHECKS = {"ingress": _ingress_errors, "monitoring": _monitoring_errors,
-                     "network_policy": _network_policy_errors, "vllm": _vllm_errors}
+                     "network_policy": _network_policy_errors, "vllm": _vllm_errors, "neo4j": _neo4j_errors}
 
 
 def role_input_errors(role, values):

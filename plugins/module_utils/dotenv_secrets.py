@@ -45,7 +45,7 @@ KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NEWLINE_RE = re.compile(r"\r\n|\n|\r")
 _KEY_PREFIX_RE = re.compile(r"^[^\S\r\n]*(?:export[^\S\r\n]+)?([A-Za-z_][A-Za-z0-9_]*)[^\S\r\n]*=[^\S\r\n]*(.?)")
 
-COMPONENTS = ("litellm", "litellm_postgres", "qdrant", "open_webui", "grafana", "gpu_demand")
+COMPONENTS = ("litellm", "litellm_postgres", "qdrant", "open_webui", "grafana", "gpu_demand", "neo4j")
 
 # .env keys read by the provision playbook: written to a 0600 file on the host, NEVER to Kubernetes.
 PROVISION_KEYS = {
@@ -305,6 +305,7 @@ GENERATORS = {
     "WEBUI_SECRET_KEY": lambda: generate_token(48),
     "admin-password": lambda: generate_token(32),
     "GPU_DEMAND_TOKEN": lambda: generate_token(48),
+    "NEO4J_AUTH": lambda: "neo4j/" + generate_token(40),   # the image's form: user neo4j, its password
     "LITELLM_KEY_": lambda: generate_token(48, "sk-"),   # every gateway key (LITELLM_KEY_<NAME>), like the master key
 }
 
@@ -413,6 +414,11 @@ def secret_layout(components, models=None, namespace="ai-lab", grafana_namespace
         specs.append(SecretSpec("qdrant-api-key", namespace, "qdrant",
                                 [KeySpec("QDRANT__SERVICE__API_KEY", policy="env_or_generate", reason="Qdrant API key",
                                          generator=GENERATORS["QDRANT__SERVICE__API_KEY"])]))
+    if components.get("neo4j"):
+        specs.append(SecretSpec("neo4j-auth", namespace, "neo4j",
+                                [KeySpec("NEO4J_AUTH", policy="env_or_generate",
+                                         reason="Neo4j's neo4j/<password> (docs/neo4j.md)",
+                                         generator=GENERATORS["NEO4J_AUTH"])]))
     if components.get("open_webui"):
         specs.append(SecretSpec("open-webui-secret", namespace, "open_webui",
                                 [KeySpec("WEBUI_SECRET_KEY", policy="env_or_generate", reason="Open WebUI session secret",
@@ -438,7 +444,7 @@ def _all_known_env_keys():
 _COMPONENT_OF_ENV = {
     "LITELLM_MASTER_KEY": "litellm", "LITELLM_SALT_KEY": "litellm", "POSTGRES_PASSWORD": "litellm_postgres",
     "QDRANT__SERVICE__API_KEY": "qdrant", "WEBUI_SECRET_KEY": "open_webui", "GRAFANA_ADMIN_PASSWORD": "grafana",
-    "GPU_DEMAND_TOKEN": "gpu_demand",
+    "GPU_DEMAND_TOKEN": "gpu_demand", "NEO4J_AUTH": "neo4j",
 }
 
 
@@ -486,6 +492,11 @@ def validate(parsed, specs, example=None):
             errors.append(DotenvProblem(parsed.source, entry.line, "%s still holds a placeholder (the value from "
                                         ".env.example, or one like <...>/changeme/xxxxxx): put the real value, or delete "
                                         "the line%s" % (env, "" if required else " to have it generated or omitted"), env))
+            continue
+        if env == "NEO4J_AUTH" and not (entry.value.startswith("neo4j/") and len(entry.value) >= 14):
+            errors.append(DotenvProblem(parsed.source, entry.line, "NEO4J_AUTH must be neo4j/<password> with a password "
+                                        "of at least 8 characters (the Neo4j image's form; user neo4j), or delete the "
+                                        "line to have it generated", env))
             continue
         if entry.value != entry.value.strip():
             warnings.append(DotenvProblem(parsed.source, entry.line, "%s has leading or trailing whitespace inside its "

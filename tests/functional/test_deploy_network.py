@@ -237,8 +237,8 @@ def test_rendered_policies_allow_exactly_the_documented_flows(objects):
     assert {p["metadata"]["namespace"] for p in policies} == {LAB}
     pods = lab_pods(objects)
     names = sorted(p["name"] for p in pods)
-    assert names == ["gpu-demand", "gpu-image-prepull", "litellm", "litellm-postgres", "ollama", "ollama-embed",
-                     "open-webui", "phoenix", "qdrant", "vllm"], names
+    assert names == ["gpu-demand", "gpu-image-prepull", "litellm", "litellm-postgres", "neo4j", "ollama",
+                     "ollama-embed", "open-webui", "phoenix", "qdrant", "vllm"], names
     peers = pods + [STRAY] + OUTSIDE
     allowed = analyse(policies, peers)
     # Only edges that the lab's policies decide: one end in the lab namespace.

@@ -35,6 +35,7 @@ EXPECTED = {
     ("DaemonSet", "gpu-image-prepull"): ("image-prepull", None, {"user": 65535, "group": 65535},
                                          {"pull-ollama": RO, "pull-vllm": RO, "pause": RO}),
     ("Deployment", "gpu-demand"): ("gpu_demand", None, {"user": 65534, "group": 65534}, {"gpu-demand": RW}),
+    ("StatefulSet", "neo4j"): ("graph-db", None, {"user": 7474, "group": 7474, "fs_group": 7474}, {"neo4j": RW}),
 }
 # The only workloads that talk to the API server: their token is mounted (needs_api), under their own account.
 NEEDS_API = {("Deployment", "gpu-demand"): "gpu-demand"}

@@ -35,7 +35,8 @@ def test_every_registry_port_follows_an_inventory_override(tmp_path, playbook_ru
     render = tmp_path / "rendered"
     playbook_runner(PLAYBOOK, "-i", "inventory/example", "-e", "gpu_lab_render_only=true",
                     "-e", f"gpu_lab_render_dir={render}", "-e", "gpu_lab_gpu_owner=vllm:qwen2.5-7b",
-                    "-e", json.dumps(dict(MOVED, gpu_lab_components={"tracing": True, "gpu_demand": True})))
+                    "-e", json.dumps(dict(MOVED, gpu_lab_components={"tracing": True, "gpu_demand": True, "neo4j": True},
+                                          neo4j_clients=[{"app.kubernetes.io/name": "my-graph-app"}])))
     objs = _objects(render)
     view = components.resolve(MOVED)
     for var, (component, service, port_name) in components.port_variables().items():
@@ -50,7 +51,9 @@ def test_every_registry_port_follows_an_inventory_override(tmp_path, playbook_ru
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             if probe in container and port_name == "http":
                 handler = container[probe].get("httpGet") or container[probe].get("tcpSocket")
-                assert handler["port"] in ("http", want), (var, probe, handler)
+                # a named port resolves to a container port this loop checks (Neo4j's readiness is its Bolt port)
+                named = [p["name"] for p in container["ports"]]
+                assert handler["port"] in named + [want], (var, probe, handler)
 
     vllm = _container_port(objs[("Deployment", "vllm")], "http")[1]
     assert vllm["args"][vllm["args"].index("--port") + 1] == str(MOVED["vllm_port"])
@@ -76,6 +79,13 @@ def test_every_registry_port_follows_an_inventory_override(tmp_path, playbook_ru
     assert _policy_ports(policies["qdrant"], "ingress") == {DEFAULTS_ALL["qdrant"]}
     phoenix_ports = {MOVED["phoenix_port"], MOVED["phoenix_grpc_port"], MOVED["phoenix_metrics_port"]}
     assert _policy_ports(policies["phoenix"], "ingress") == phoenix_ports
+    assert _policy_ports(policies["neo4j"], "ingress") == {MOVED["neo4j_http_port"], MOVED["neo4j_bolt_port"]}
+    # Neo4j listens on the moved ports (the image's NEO4J_server_* settings) and advertises the moved Bolt port
+    neo4j_env = {e["name"]: e.get("value") for e in _container_port(objs[("StatefulSet", "neo4j")], "bolt")[1]["env"]}
+    assert neo4j_env["NEO4J_server_http_listen__address"] == "0.0.0.0:%d" % MOVED["neo4j_http_port"]
+    assert neo4j_env["NEO4J_server_bolt_listen__address"] == "0.0.0.0:%d" % MOVED["neo4j_bolt_port"]
+    assert neo4j_env["NEO4J_server_bolt_advertised__address"] == "neo4j.ai-lab.svc.cluster.local:%d" % MOVED[
+        "neo4j_bolt_port"]
     assert {MOVED["vllm_port"], MOVED["ollama_port"], MOVED["ollama_embed_port"], MOVED["phoenix_grpc_port"]} <= (
         _policy_ports(policies["litellm"], "egress"))
     assert {MOVED["litellm_port"]} <= _policy_ports(policies["open-webui"], "egress")

@@ -1,6 +1,7 @@
 """Start and stop the local test servers as background processes (for molecule and by hand).
 
     python -m tests.support.servers start k8s --dir DIR [--seed FILE]   # DIR/kubeconfig, DIR/k8s.url
+    python -m tests.support.servers start neo4j --dir DIR [--password PW]  # DIR/neo4j.url (the real Neo4j)
     python -m tests.support.servers stop --dir DIR
 
 ``start`` returns once the server answers (or fails with its log); ``stop`` ends every
@@ -20,6 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 KINDS = {
     # kind: (module, readiness file written by the server)
     "k8s": ("tests.support.controlplane", "k8s.url"),
+    "neo4j": ("tests.support.neo4j_server", "neo4j.url"),   # JSON: http, bolt, user, password
 }
 
 

@@ -96,6 +96,7 @@ def test_layout_mapping_matches_contract():
         "litellm-postgres": ["POSTGRES_PASSWORD"],
         "hf-token": ["HF_TOKEN"],
         "qdrant-api-key": ["QDRANT__SERVICE__API_KEY"],
+        "neo4j-auth": ["NEO4J_AUTH"],
         "open-webui-secret": ["WEBUI_SECRET_KEY"],
         "grafana-admin": ["admin-user", "admin-password"],
     }
@@ -108,6 +109,8 @@ def test_generated_values_are_random_and_shaped():
     master = ds.GENERATORS["LITELLM_MASTER_KEY"]()
     assert master.startswith("sk-") and len(master) == 51 and master[3:].isalnum()
     assert len(set(ds.GENERATORS["WEBUI_SECRET_KEY"]() for _ in range(50))) == 50
+    auth = ds.GENERATORS["NEO4J_AUTH"]()
+    assert auth.startswith("neo4j/") and len(auth) == 46 and auth[6:].isalnum()
 
 
 def test_gateway_keys_get_a_secret_each_from_env_or_generated_and_bad_names_are_refused():
