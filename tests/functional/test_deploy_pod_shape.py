@@ -5,7 +5,7 @@ seccomp RuntimeDefault and the pod's user, each container's hardening and termin
 and every container declares its requests and a memory limit.
 
 REAL: ansible-playbook renders the whole deploy playbook for the example lab (render mode, every component on,
-the optional tracing (Phoenix) and LiteLLM's Postgres too), with the roles' real templates and filters.
+the optional tracing (Phoenix), gpu_demand, searxng and LiteLLM's Postgres too), with the roles' real templates and filters.
 No cluster: nothing is applied (the render's validity is tests/functional/test_deploy_playbook.py's).
 """
 
@@ -35,6 +35,7 @@ EXPECTED = {
     ("DaemonSet", "gpu-image-prepull"): ("image-prepull", None, {"user": 65535, "group": 65535},
                                          {"pull-ollama": RO, "pull-vllm": RO, "pause": RO}),
     ("Deployment", "gpu-demand"): ("gpu_demand", None, {"user": 65534, "group": 65534}, {"gpu-demand": RW}),
+    ("Deployment", "searxng"): ("searxng", None, {"user": 977, "group": 977, "fs_group": 977}, {"searxng": RO}),
 }
 # The only workloads that talk to the API server: their token is mounted (needs_api), under their own account.
 NEEDS_API = {("Deployment", "gpu-demand"): "gpu-demand"}

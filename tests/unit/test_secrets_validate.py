@@ -97,8 +97,11 @@ def test_layout_mapping_matches_contract():
         "hf-token": ["HF_TOKEN"],
         "qdrant-api-key": ["QDRANT__SERVICE__API_KEY"],
         "open-webui-secret": ["WEBUI_SECRET_KEY"],
+        "searxng-secret": ["SEARXNG_SECRET"],       # SearXNG's server.secret_key (env SEARXNG_SECRET)
         "grafana-admin": ["admin-user", "admin-password"],
     }
+    # off by default (component searxng): no Secret for it unless it is on
+    assert "searxng-secret" not in [s.name for s in ds.secret_layout(dict(everything, searxng=False))[0]]
     for spec in specs:
         for key in spec.keys:
             assert key.env not in ds.PROVISION_KEYS
