@@ -169,3 +169,147 @@ def test_a_new_user_signs_up_picks_a_catalog_alias_and_gets_its_answer_in_the_br
         raise
     finally:
         driver.quit()
+
+
+# -- web search by the lab's SearXNG (component searxng) ---------------------------------------------------------------
+
+class _Pages:
+    """A local web server for the search result's page: it counts the requests, so the test proves Open WebUI loads
+    no page itself (BYPASS_WEB_SEARCH_WEB_LOADER: in the lab Open WebUI has no internet egress, docs/network.md)."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        pages = self
+        self.requests = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):  # noqa: N802 - http.server naming
+                pages.requests.append(self.path)
+                body = b"<html><body><p>Page text that only a page loader would see.</p></body></html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_user_asks_with_web_search_and_the_answer_cites_the_searxng_result(tmp_path):
+    """Web search on (the role's env with open_webui_web_search_enabled, as deploy sets it while the searxng component
+    is on): Open WebUI asks SearXNG (the stand-in, with the search.formats of the settings.yml the searxng role
+    renders) for JSON, puts the result's text into the prompt the model gets through the gateway, and the answer's
+    sources name the result."""
+    from selenium.common.exceptions import (ElementClickInterceptedException, ElementNotInteractableException,
+                                            NoSuchElementException, StaleElementReferenceException)
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from urllib.parse import urlsplit
+
+    from tests.functional.test_searxng import rendered_settings
+    from tests.support.deploy_render import load_objects, render_roles
+    from tests.support.searxng_server import SearXNGServer
+
+    pages = _Pages()
+    result = {"url": pages.url + "/lab-gpu-notes", "title": "Lab GPU notes",
+              "content": "The lab's single GPU is an RTX 4090 shared by vLLM and Ollama."}
+    formats = rendered_settings(load_objects(render_roles(tmp_path / "searxng", ["searxng"])))["search"]["formats"]
+    searxng = SearXNGServer([result], formats=formats).start()
+    vllm = OpenAIBackend("vllm", served_models=["qwen2.5-7b"]).start()
+    ollama, cloud = OpenAIBackend("ollama").start(), OpenAIBackend("cloud").start()
+    qdrant = QdrantServer(api_key=QDRANT_KEY).start()
+    env = dict(gateway_env(), LAB_KEYS=json.dumps([{"name": "open-webui", "models": [], "rpm": None, "tpm": None}]))
+    env[ds.litellm_key_secret("open-webui")[2]] = OPEN_WEBUI_KEY
+    driver = None
+    try:
+        config, _ = write_gateway_config(tmp_path, vllm, ollama, cloud)
+        deployment = rendered_deployment(tmp_path / "render", {"open_webui_port": free_port(),
+                                                               "open_webui_web_search_enabled": True})
+        with LiteLLMProxy(config, env=env) as proxy:
+            webui_env = rendered_env(
+                container_env(deployment), services={"litellm": proxy.url, "qdrant": qdrant.url,
+                                                     "searxng": searxng.url},
+                secrets={"OPENAI_API_KEY": OPEN_WEBUI_KEY, "RAG_OPENAI_API_KEY": OPEN_WEBUI_KEY,
+                         "WEBUI_SECRET_KEY": WEBUI_SECRET, "QDRANT_API_KEY": QDRANT_KEY},
+                data_dir=tmp_path / "data")
+            with OpenWebUI(webui_env) as webui:
+                driver = chromium()
+                wait = WebDriverWait(driver, WAIT, ignored_exceptions=(
+                    StaleElementReferenceException, NoSuchElementException, ElementClickInterceptedException,
+                    ElementNotInteractableException, StopIteration))
+
+                def act(step):
+                    wait.until(lambda d: step(d) or True)
+
+                try:
+                    driver.get(webui.url)
+                    act(lambda d: _button(d, "Get started").click())
+                    act(lambda d: d.find_element(By.CSS_SELECTOR, "input[autocomplete=name]").send_keys(ADMIN["name"]))
+                    act(lambda d: d.find_element(By.CSS_SELECTOR, "input[type=email]").send_keys(ADMIN["email"]))
+                    act(lambda d: d.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys(ADMIN["password"]))
+                    act(lambda d: _button(d, "Create Admin Account").click())
+                    act(lambda d: _button(d, "Okay, Let's Go!").click())
+                    # web search switched on as a user does: the message input's Integrations menu, its Web Search
+                    # switch (offered only because ENABLE_WEB_SEARCH is on)
+                    act(lambda d: d.find_element(By.CSS_SELECTOR, "button[aria-label=Integrations]").click())
+                    act(lambda d: next(e for e in d.find_elements(By.XPATH, "//*[normalize-space(text())='Web Search']")
+                                       if e.is_displayed()).click())
+                    act(lambda d: d.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE))
+                    prompt = "Which GPU does the lab share?"
+                    act(lambda d: d.find_element(By.ID, "chat-input").click())
+                    act(lambda d: d.find_element(By.ID, "chat-input").send_keys(prompt))
+                    act(lambda d: d.find_element(By.ID, "send-message-button").click())
+                    # the model's answer (the stand-in repeats the prompt it got) holds the result's text: Open WebUI
+                    # put SearXNG's content into the prompt, through the gateway
+                    wait.until(lambda d: result["content"] in d.find_element(By.ID, "messages-container").text)
+                    # the answer cites the result: the citation names its site and the sources list has its link
+                    host = urlsplit(result["url"]).netloc
+                    messages = wait.until(lambda d: d.find_element(By.ID, "messages-container").text)
+                    assert "Retrieved 1 source" in messages and host in messages, messages[-1500:]
+                    act(lambda d: _button(d, "1 Source").click())
+                    wait.until(lambda d: result["url"] in d.find_element(By.TAG_NAME, "body").get_attribute("innerHTML"))
+                    shot = tmp_path / "open-webui-web-search.png"
+                    driver.save_screenshot(str(shot))
+                    if os.environ.get("AILAB_SCREENSHOT_DIR"):
+                        shutil.copy(shot, Path(os.environ["AILAB_SCREENSHOT_DIR"]) / shot.name)
+                    token = driver.execute_script("return localStorage.token")
+                except Exception:
+                    driver.save_screenshot(str(tmp_path / "failure.png"))
+                    print("Open WebUI log:\n" + webui.log()[-6000:] + "\npage:\n"
+                          + driver.find_element(By.TAG_NAME, "body").text[-2000:])
+                    raise
+                # every web search setting the role renders, as the running Open WebUI reports it to its admin
+                session = requests.Session()
+                session.trust_env = False
+                session.headers["Authorization"] = "Bearer " + token
+                web = session.get(webui.url + "/api/v1/retrieval/config", timeout=30).json()["web"]
+                assert (web["ENABLE_WEB_SEARCH"], web["WEB_SEARCH_ENGINE"]) == (True, "searxng")
+                assert web["SEARXNG_QUERY_URL"] == webui_env["SEARXNG_QUERY_URL"] == searxng.url + "/search?q=<query>"
+                assert web["WEB_SEARCH_RESULT_COUNT"] == int(webui_env["WEB_SEARCH_RESULT_COUNT"])
+                assert web["BYPASS_WEB_SEARCH_WEB_LOADER"] is True
+                assert web["BYPASS_WEB_SEARCH_EMBEDDING_AND_RETRIEVAL"] is True
+    finally:
+        if driver is not None:
+            driver.quit()
+        for server in (searxng, qdrant, vllm, ollama, cloud, pages):
+            server.stop()
+    # Open WebUI asked SearXNG for JSON (format=json is what the stand-in, like SearXNG, answers only when listed)
+    searches = searxng.searches("json")
+    assert searches and all(s["q"] for s in searches), searxng.requests
+    # no page was loaded by Open WebUI: the result's text is SearXNG's (BYPASS_WEB_SEARCH_WEB_LOADER)
+    assert pages.requests == []
+    # the embeddings were not asked for the search results (BYPASS_WEB_SEARCH_EMBEDDING_AND_RETRIEVAL): no Qdrant write
+    assert not [r for r in qdrant.requests if "/points" in r[1]], qdrant.requests
