@@ -219,9 +219,8 @@ def test_a_user_asks_with_web_search_and_the_answer_cites_the_searxng_result(tmp
 
     from urllib.parse import urlsplit
 
-    from tests.functional.test_searxng import rendered_settings
     from tests.support.deploy_render import load_objects, render_roles
-    from tests.support.searxng_server import SearXNGServer
+    from tests.support.searxng_server import SearXNGServer, rendered_settings
 
     pages = _Pages()
     result = {"url": pages.url + "/lab-gpu-notes", "title": "Lab GPU notes",

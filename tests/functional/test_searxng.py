@@ -14,12 +14,11 @@ import json
 
 import pytest
 import requests
-import yaml
 
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import dotenv_secrets as ds
 from tests.conftest import REPO, run_playbook
 from tests.support.deploy_render import load_objects, render_roles
-from tests.support.searxng_server import SearXNGServer
+from tests.support.searxng_server import SearXNGServer, rendered_settings
 from tests.support.validate_render import validate
 
 PORT = 8181   # not the registry's default (8080): every reference must follow the override
@@ -28,12 +27,6 @@ PORT = 8181   # not the registry's default (8080): every reference must follow t
 def _env(deployment, container):
     spec = deployment["spec"]["template"]["spec"]
     return {e["name"]: e for e in next(c for c in spec["containers"] if c["name"] == container)["env"]}
-
-
-def rendered_settings(objects):
-    """settings.yml of the ConfigMap the searxng role renders."""
-    config_map = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "searxng-settings")
-    return yaml.safe_load(config_map["data"]["settings.yml"])
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +57,7 @@ def test_searxng_renders_with_json_output_its_secret_from_a_secret_and_the_regis
     assert pod["containers"][0]["ports"] == [{"name": "http", "containerPort": PORT, "protocol": "TCP"}]
     assert by_key[("Service", "searxng")]["spec"]["ports"][0]["port"] == PORT
     # a new settings.yml rolls the pod
-    assert pod and by_key[("Deployment", "searxng")]["spec"]["template"]["metadata"]["annotations"][
+    assert by_key[("Deployment", "searxng")]["spec"]["template"]["metadata"]["annotations"][
         "ailab.gpu-lab/config-checksum"]
     # Open WebUI's web search points at that Service and port, and loads no page itself (no internet egress)
     webui = {k: e.get("value") for k, e in _env(by_key[("Deployment", "open-webui")], "open-webui").items()}

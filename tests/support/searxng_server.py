@@ -24,9 +24,17 @@ from __future__ import annotations
 import threading
 from urllib.parse import parse_qsl, urlsplit
 
+import yaml
+
 from tests.support.serve import BackgroundHTTPServer, JSONHandler
 
 OUTPUT_FORMATS = ("html", "csv", "json", "rss")   # searx/webapp.py OUTPUT_FORMATS
+
+
+def rendered_settings(objects):
+    """settings.yml of the ConfigMap ``searxng-settings`` among the objects the searxng role renders."""
+    config_map = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "searxng-settings")
+    return yaml.safe_load(config_map["data"]["settings.yml"])
 
 
 class _Handler(JSONHandler):
