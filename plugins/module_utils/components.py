@@ -91,6 +91,14 @@ REGISTRY = {
         "calls": ["apiserver"],
         "scrape": [{"service": "gpu-demand", "port": "http", "path": "/metrics"}],
     },
+    # SearXNG (docs/network.md, roles/searxng): Open WebUI's web search; the metasearch engine queries the search
+    # engines on the internet, so it calls the peer "internet" (443) and Open WebUI itself never does.
+    "searxng": {
+        "default": False, "tags": ["searxng"], "gpu_backend": False,
+        "services": {"searxng": {"ports": {"http": {"port": 8080, "var": "searxng_port"}}}},
+        "flows": [{"from": "open_webui", "port": "searxng.http"}],
+        "calls": ["internet"],
+    },
     "open_webui": {
         "default": True, "tags": ["open_webui"], "gpu_backend": False,
         "services": {"open-webui": {"ports": {"http": {"port": 8080, "var": "open_webui_port"}}}},

@@ -760,6 +760,30 @@ def _network_policy_errors(values):
     return errors
 
 
+def _searxng_errors(values):
+    """searxng_settings is merged into the settings.yml of a ConfigMap: no secret_key there (SearXNG reads it from
+    env SEARXNG_SECRET, a Secret), and JSON output stays on (Open WebUI's searxng engine asks for format=json;
+    SearXNG answers 403 to a format its search.formats does not list, searx/webapp.py)."""
+    errors = []
+    settings = values.get("searxng_settings")
+    if settings in (None, ""):
+        return errors
+    if not isinstance(settings, dict):
+        return ["searxng_settings: must be a mapping of settings.yml keys, got %s" % type(settings).__name__]
+    server = settings.get("server")
+    if isinstance(server, dict) and "secret_key" in server:
+        errors.append("searxng_settings: server.secret_key would be written into the ConfigMap searxng-settings; "
+                      "remove it: SearXNG reads it from env SEARXNG_SECRET (Secret searxng-secret, which the secrets "
+                      "playbook fills from .env or generates)")
+    search = settings.get("search")
+    if isinstance(search, dict) and "formats" in search:
+        formats = search["formats"]
+        if not isinstance(formats, list) or "json" not in formats:
+            errors.append("searxng_settings: search.formats %r has no json: Open WebUI's web search asks for "
+                          "format=json and SearXNG would answer 403; add json (e.g. [html, json])" % (formats,))
+    return errors
+
+
 def _vllm_errors(values):
     """vLLM's sleep mode (the GPU hand-over's fast path, docs/gpu_swap.md) needs a GPU time-sliced into at least two
     slots, so that the sleeping vLLM and Ollama are both scheduled, and the host RAM its level-1 sleep holds."""
@@ -803,7 +827,8 @@ def _neo4j_errors(values):
 
 
 ROLE_INPUT_CHECKS = {"ingress": _ingress_errors, "monitoring": _monitoring_errors,
-                     "network_policy": _network_policy_errors, "vllm": _vllm_errors, "neo4j": _neo4j_errors}
+                     "network_policy": _network_policy_errors, "searxng": _searxng_errors, "vllm": _vllm_errors,
+                     "neo4j": _neo4j_errors}
 
 
 def role_input_errors(role, values):

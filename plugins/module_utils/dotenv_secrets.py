@@ -45,7 +45,7 @@ KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NEWLINE_RE = re.compile(r"\r\n|\n|\r")
 _KEY_PREFIX_RE = re.compile(r"^[^\S\r\n]*(?:export[^\S\r\n]+)?([A-Za-z_][A-Za-z0-9_]*)[^\S\r\n]*=[^\S\r\n]*(.?)")
 
-COMPONENTS = ("litellm", "litellm_postgres", "qdrant", "open_webui", "grafana", "gpu_demand", "neo4j")
+COMPONENTS = ("litellm", "litellm_postgres", "qdrant", "open_webui", "grafana", "gpu_demand", "neo4j", "searxng")
 
 # .env keys read by the provision playbook: written to a 0600 file on the host, NEVER to Kubernetes.
 PROVISION_KEYS = {
@@ -306,6 +306,7 @@ GENERATORS = {
     "admin-password": lambda: generate_token(32),
     "GPU_DEMAND_TOKEN": lambda: generate_token(48),
     "NEO4J_AUTH": lambda: "neo4j/" + generate_token(40),   # the image's form: user neo4j, its password
+    "SEARXNG_SECRET": lambda: generate_token(48),
     "LITELLM_KEY_": lambda: generate_token(48, "sk-"),   # every gateway key (LITELLM_KEY_<NAME>), like the master key
 }
 
@@ -423,6 +424,11 @@ def secret_layout(components, models=None, namespace="ai-lab", grafana_namespace
         specs.append(SecretSpec("open-webui-secret", namespace, "open_webui",
                                 [KeySpec("WEBUI_SECRET_KEY", policy="env_or_generate", reason="Open WebUI session secret",
                                          generator=GENERATORS["WEBUI_SECRET_KEY"])]))
+    if components.get("searxng"):
+        # server.secret_key of SearXNG (its env override SEARXNG_SECRET), never in its settings ConfigMap
+        specs.append(SecretSpec("searxng-secret", namespace, "searxng",
+                                [KeySpec("SEARXNG_SECRET", policy="env_or_generate", reason="SearXNG server secret_key",
+                                         generator=GENERATORS["SEARXNG_SECRET"])]))
     if components.get("grafana"):
         specs.append(SecretSpec("grafana-admin", grafana_namespace or namespace, "grafana",
                                 [KeySpec("admin-user", policy="literal", literal=grafana_admin_user, reason="Grafana admin user name"),
@@ -444,7 +450,7 @@ def _all_known_env_keys():
 _COMPONENT_OF_ENV = {
     "LITELLM_MASTER_KEY": "litellm", "LITELLM_SALT_KEY": "litellm", "POSTGRES_PASSWORD": "litellm_postgres",
     "QDRANT__SERVICE__API_KEY": "qdrant", "WEBUI_SECRET_KEY": "open_webui", "GRAFANA_ADMIN_PASSWORD": "grafana",
-    "GPU_DEMAND_TOKEN": "gpu_demand", "NEO4J_AUTH": "neo4j",
+    "GPU_DEMAND_TOKEN": "gpu_demand", "NEO4J_AUTH": "neo4j", "SEARXNG_SECRET": "searxng",
 }
 
 

@@ -77,6 +77,8 @@ options:
         default: false
       neo4j:
         description: Neo4j; Secret C(neo4j-auth) (C(NEO4J_AUTH), C(neo4j/<password>), generated when C(.env) has none).
+      searxng:
+        description: SearXNG (Open WebUI's web search); Secret C(searxng-secret) (C(SEARXNG_SECRET), its server secret_key).
         type: bool
         default: false
   models:
@@ -224,6 +226,7 @@ def main():
             grafana=dict(type="bool", default=True),
             gpu_demand=dict(type="bool", default=False),
             neo4j=dict(type="bool", default=False),
+            searxng=dict(type="bool", default=False),
         )),
         models=dict(type="list", elements="dict", default=[]),
         litellm_extra_keys=dict(type="list", elements="str", default=[], no_log=False),

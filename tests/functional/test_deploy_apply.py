@@ -7,7 +7,7 @@ Running and Ready; nothing here depends on a container running.
 
 The lab is the example's shape without the parts that need more than the API server (observability's chart,
 ingress's tailnet address, Qdrant collections, model pulls): every object deploy applies for gpu_runtime, qdrant,
-litellm, ollama, vllm, open_webui, network_policy and the image pre-pull.
+litellm, ollama, vllm, open_webui, network_policy and the image pre-pull (and searxng in the first test).
 """
 
 from __future__ import annotations
@@ -115,10 +115,12 @@ def _owned(obj, manager):
 
 
 def test_deploy_applies_the_rendered_tree_as_one_applyset_and_a_rerun_writes_nothing(kube, tmp_path):
-    inventory = _inventory(tmp_path, kube)
+    inventory = _inventory(tmp_path, kube, components={"searxng": True})   # the optional web search too
     render = tmp_path / "rendered"
     run_playbook(PLAYBOOK, "-i", inventory, "-e", "gpu_lab_render_only=true")
     rendered, parent = _rendered(render)
+    assert {("Deployment", "searxng"), ("ConfigMap", "searxng-settings"), ("NetworkPolicy", "searxng")} <= {
+        (k[1], k[3]) for k in rendered}
 
     first = run_playbook(PLAYBOOK, "-i", inventory)
     assert recap(first.stdout)[0] > 0

@@ -224,7 +224,7 @@ def documented_flows(enabled: set[str], lab_pod_names: list[str]):
     assert rows[0] == ["from", "to", "port", "when"], rows[0]
     flows = set()
     for src, dst, port, when in rows[1:]:
-        assert when in ("always", "tracing", "postgres", "gpu_demand"), when
+        assert when in ("always", "tracing", "postgres", "gpu_demand", "searxng"), when
         if when != "always" and when not in enabled:
             continue
         for s in (lab_pod_names if src == "every lab pod" else [src]):
@@ -238,13 +238,13 @@ def test_rendered_policies_allow_exactly_the_documented_flows(objects):
     pods = lab_pods(objects)
     names = sorted(p["name"] for p in pods)
     assert names == ["gpu-demand", "gpu-image-prepull", "litellm", "litellm-postgres", "neo4j", "ollama",
-                     "ollama-embed", "open-webui", "phoenix", "qdrant", "vllm"], names
+                     "ollama-embed", "open-webui", "phoenix", "qdrant", "searxng", "vllm"], names
     peers = pods + [STRAY] + OUTSIDE
     allowed = analyse(policies, peers)
     # Only edges that the lab's policies decide: one end in the lab namespace.
     lab = {p["name"] for p in pods} | {STRAY["name"]}
     allowed = {e for e in allowed if e[0] in lab or e[1] in lab}
-    expected = documented_flows({"postgres", "tracing", "gpu_demand"}, names + [STRAY["name"]])
+    expected = documented_flows({"postgres", "tracing", "gpu_demand", "searxng"}, names + [STRAY["name"]])
     assert sorted(allowed - expected) == [], "allowed but not in docs/network.md"
     assert sorted(expected - allowed) == [], "in docs/network.md but not allowed"
     # the points the issue names, spelled out
@@ -252,6 +252,13 @@ def test_rendered_policies_allow_exactly_the_documented_flows(objects):
     assert not {e for e in allowed if e[0] == "other-namespace-pod"}
     assert not {e for e in allowed if e[1] == "tailnet-host"}
     assert {e for e in allowed if e[1] == "apiserver"} == {("gpu-demand", "apiserver", "6443/TCP")}
+    # web search: only Open WebUI reaches SearXNG; SearXNG reaches the internet on 443 and nothing else (no port 80,
+    # no lab pod, not the tailnet, not the API server); Open WebUI itself never reaches the internet
+    assert {e for e in allowed if e[1] == "searxng"} == {("open-webui", "searxng", "8080/TCP")}
+    assert {e for e in allowed if e[0] == "searxng"} == {("searxng", "internet", "443/TCP"),
+                                                         ("searxng", "kube-dns", "53/UDP"), ("searxng", "kube-dns", "53/TCP")}
+    internet = {e[0] for e in allowed if e[1] == "internet"}
+    assert "open-webui" not in internet and internet == {"searxng", "litellm", "ollama", "ollama-embed"}, internet
 
 
 def test_the_proof_fails_when_a_policy_is_missing(objects):

@@ -5,7 +5,7 @@ seccomp RuntimeDefault and the pod's user, each container's hardening and termin
 and every container declares its requests and a memory limit.
 
 REAL: ansible-playbook renders the whole deploy playbook for the example lab (render mode, every component on,
-the optional tracing (Phoenix) and LiteLLM's Postgres too), with the roles' real templates and filters.
+the optional tracing (Phoenix), gpu_demand, searxng and LiteLLM's Postgres too), with the roles' real templates and filters.
 No cluster: nothing is applied (the render's validity is tests/functional/test_deploy_playbook.py's).
 """
 
@@ -36,6 +36,7 @@ EXPECTED = {
                                          {"pull-ollama": RO, "pull-vllm": RO, "pause": RO}),
     ("Deployment", "gpu-demand"): ("gpu_demand", None, {"user": 65534, "group": 65534}, {"gpu-demand": RW}),
     ("StatefulSet", "neo4j"): ("graph-db", None, {"user": 7474, "group": 7474, "fs_group": 7474}, {"neo4j": RW}),
+    ("Deployment", "searxng"): ("searxng", None, {"user": 977, "group": 977, "fs_group": 977}, {"searxng": RO}),
 }
 # The only workloads that talk to the API server: their token is mounted (needs_api), under their own account.
 NEEDS_API = {("Deployment", "gpu-demand"): "gpu-demand"}

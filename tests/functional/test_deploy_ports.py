@@ -35,7 +35,8 @@ def test_every_registry_port_follows_an_inventory_override(tmp_path, playbook_ru
     render = tmp_path / "rendered"
     playbook_runner(PLAYBOOK, "-i", "inventory/example", "-e", "gpu_lab_render_only=true",
                     "-e", f"gpu_lab_render_dir={render}", "-e", "gpu_lab_gpu_owner=vllm:qwen2.5-7b",
-                    "-e", json.dumps(dict(MOVED, gpu_lab_components={"tracing": True, "gpu_demand": True, "neo4j": True},
+                    "-e", json.dumps(dict(MOVED, gpu_lab_components={"tracing": True, "gpu_demand": True, "neo4j": True,
+                                                                     "searxng": True},
                                           neo4j_clients=[{"app.kubernetes.io/name": "my-graph-app"}])))
     objs = _objects(render)
     view = components.resolve(MOVED)
@@ -149,3 +150,10 @@ def test_every_registry_port_follows_an_inventory_override(tmp_path, playbook_ru
                 assert any({"protocol": "TCP", "port": number} in rule["ports"]
                            and {"podSelector": {"matchLabels": {"app.kubernetes.io/name": service}}} in rule["to"]
                            for rule in caller["egress"]), (component, flow, caller["egress"])
+
+    # SearXNG: Open WebUI's web search and the policies follow its moved port
+    assert _policy_ports(policies["searxng"], "ingress") == {MOVED["searxng_port"]}
+    assert {MOVED["searxng_port"]} <= _policy_ports(policies["open-webui"], "egress")
+    webui_env = dict((e["name"], e.get("value"))
+                     for e in _container_port(objs[("Deployment", "open-webui")], "http")[1]["env"])
+    assert webui_env["SEARXNG_QUERY_URL"] == "http://searxng:%d/search?q=<query>" % MOVED["searxng_port"]

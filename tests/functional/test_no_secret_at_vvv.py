@@ -2,7 +2,7 @@
 
 One lab, its three playbooks in the order a user runs them, each at -vvv (Ansible then prints every
 module's arguments and result, and each loop item): the secrets playbook (from a .env), the deploy
-playbook (every default component, the Qdrant collections step, the Ollama pulls, the vLLM weights from a
+playbook (every default component and searxng, the Qdrant collections step, the Ollama pulls, the vLLM weights from a
 private Hugging Face repo that needs the token), a gpu_swap ollama -> vllm whose gateway check reads the
 LiteLLM master key from its Secret, and a deploy of Qdrant that fails because Qdrant refuses the key
 (the failure must still say what went wrong, without the key). The whole output of each run (stdout and
@@ -72,6 +72,7 @@ def test_no_secret_value_in_the_vvv_output_of_secrets_deploy_and_gpu_swap(kube, 
             "gpu_lab_env_file": write_env(str(tmp_path / "lab.env"), env_text(GOOD_ENV)),
             "gpu_lab_monitoring_namespace": monitoring, "secrets_grafana_namespace": monitoring,
             "gpu_lab_gpu_owner": "ollama", "gpu_lab_gpu_node": "gpu-box",
+            "gpu_lab_components": {"searxng": True},   # its generated SEARXNG_SECRET is searched for too
             "gpu_lab_tailnet_ip": "100.101.102.103", "gpu_lab_tailnet_name": "gpu-box.tail1234.ts.net",
             "ingress_tls_source": "existing",
             "qdrant_collections": [{"name": "docs", "vector_size": 768},
@@ -123,7 +124,7 @@ def test_no_secret_value_in_the_vvv_output_of_secrets_deploy_and_gpu_swap(kube, 
             for key, value in data.items():
                 if key != "admin-user":
                     labelled.setdefault(value, f"Secret {secret} key {key} (read back)")
-    assert {qdrant_key, master_key, hf_token} <= set(labelled)
+    assert {qdrant_key, master_key, hf_token, lab_secrets["searxng-secret"]["SEARXNG_SECRET"]} <= set(labelled)
     assert all_secret_values(kube) <= set(labelled)
     generated = [label for label in labelled.values() if label.endswith("(read back)")]
     assert len(generated) >= 4, generated  # master and salt keys, Qdrant key, Open WebUI secret

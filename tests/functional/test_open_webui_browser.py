@@ -48,9 +48,10 @@ def _catalog(mode):
     return [m["name"] for m in load_example_catalog()["gpu_lab_models"] if m.get("mode", "chat") == mode]
 
 
-@pytest.fixture
-def lab(tmp_path):
-    """The stand-in backends, the real gateway and the real Open WebUI with the role's rendered env."""
+@contextlib.contextmanager
+def _lab(tmp_path, role_vars=None, services=None):
+    """The stand-in backends, the real gateway and the real Open WebUI with the role's rendered env (``role_vars`` on
+    top of the role's defaults; ``services``: more Service URLs the env names, e.g. SearXNG's)."""
     vllm = OpenAIBackend("vllm", served_models=["qwen2.5-7b"]).start()
     ollama, cloud = OpenAIBackend("ollama").start(), OpenAIBackend("cloud").start()
     qdrant = QdrantServer(api_key=QDRANT_KEY).start()
@@ -58,10 +59,10 @@ def lab(tmp_path):
     env[ds.litellm_key_secret("open-webui")[2]] = OPEN_WEBUI_KEY
     try:
         config, _ = write_gateway_config(tmp_path, vllm, ollama, cloud)
-        deployment = rendered_deployment(tmp_path / "render", {"open_webui_port": free_port()})
+        deployment = rendered_deployment(tmp_path / "render", dict(role_vars or {}, open_webui_port=free_port()))
         with LiteLLMProxy(config, env=env) as proxy:
             webui_env = rendered_env(
-                container_env(deployment), services={"litellm": proxy.url, "qdrant": qdrant.url},
+                container_env(deployment), services=dict(services or {}, litellm=proxy.url, qdrant=qdrant.url),
                 secrets={"OPENAI_API_KEY": OPEN_WEBUI_KEY, "RAG_OPENAI_API_KEY": OPEN_WEBUI_KEY,
                          "WEBUI_SECRET_KEY": WEBUI_SECRET, "QDRANT_API_KEY": QDRANT_KEY},
                 data_dir=tmp_path / "data")
@@ -71,6 +72,26 @@ def lab(tmp_path):
         qdrant.stop()
         for backend in (vllm, ollama, cloud):
             backend.stop()
+
+
+@pytest.fixture
+def lab(tmp_path):
+    with _lab(tmp_path) as running:
+        yield running
+
+
+def _sign_up(driver, act, url):
+    """First visit: the onboarding page, then the sign-up form (the first user becomes the admin), then the release
+    notes a new admin is shown, closed as a user would."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(url)
+    act(lambda d: _button(d, "Get started").click())
+    act(lambda d: d.find_element(By.CSS_SELECTOR, "input[autocomplete=name]").send_keys(ADMIN["name"]))
+    act(lambda d: d.find_element(By.CSS_SELECTOR, "input[type=email]").send_keys(ADMIN["email"]))
+    act(lambda d: d.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys(ADMIN["password"]))
+    act(lambda d: _button(d, "Create Admin Account").click())
+    act(lambda d: _button(d, "Okay, Let's Go!").click())
 
 
 def _button(driver, text):
@@ -146,16 +167,7 @@ def test_a_new_user_signs_up_picks_a_catalog_alias_and_gets_its_answer_in_the_br
     chat_models, embedding_models = _catalog("chat"), _catalog("embedding")
     assert embedding_models, "the example catalog has an embedding alias: the test proves it is not offered for chat"
     with _browser(webui, tmp_path) as (driver, wait, act):
-        # first visit: the onboarding page, then the sign-up form; the first user becomes the admin
-        driver.get(webui.url)
-        act(lambda d: _button(d, "Get started").click())
-        act(lambda d: d.find_element(By.CSS_SELECTOR, "input[autocomplete=name]").send_keys(ADMIN["name"]))
-        act(lambda d: d.find_element(By.CSS_SELECTOR, "input[type=email]").send_keys(ADMIN["email"]))
-        act(lambda d: d.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys(ADMIN["password"]))
-        act(lambda d: _button(d, "Create Admin Account").click())
-
-        # the chat page; the release notes a new admin is shown are closed as a user would
-        act(lambda d: _button(d, "Okay, Let's Go!").click())
+        _sign_up(driver, act, webui.url)
         act(lambda d: d.find_element(By.ID, "model-selector-model-button").click())
         def options(d):
             """The offered aliases once the list is drawn (each option's text set, the same on two reads)."""
@@ -327,3 +339,105 @@ def _per_key_and_person_panel(exposition, tmp_path):
         prometheus.stop()
     assert status == 200 and body["status"] == "success", body
     return [r["metric"] for r in body["data"]["result"]]
+
+
+# -- web search by the lab's SearXNG (component searxng) ---------------------------------------------------------------
+
+class _Pages:
+    """A local web server for the search result's page: it counts the requests, so the test proves Open WebUI loads
+    no page itself (BYPASS_WEB_SEARCH_WEB_LOADER: in the lab Open WebUI has no internet egress, docs/network.md)."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        pages = self
+        self.requests = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):  # noqa: N802 - http.server naming
+                pages.requests.append(self.path)
+                body = b"<html><body><p>Page text that only a page loader would see.</p></body></html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_user_asks_with_web_search_and_the_answer_cites_the_searxng_result(tmp_path):
+    """Web search on (the role's env with open_webui_web_search_enabled, as deploy sets it while the searxng component
+    is on): Open WebUI asks SearXNG (the stand-in, with the search.formats of the settings.yml the searxng role
+    renders) for JSON, puts the result's text into the prompt the model gets through the gateway, and the answer's
+    sources name the result."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from urllib.parse import urlsplit
+
+    from tests.support.deploy_render import load_objects, render_roles
+    from tests.support.searxng_server import SearXNGServer, rendered_settings
+
+    pages = _Pages()
+    result = {"url": pages.url + "/lab-gpu-notes", "title": "Lab GPU notes",
+              "content": "The lab's single GPU is an RTX 4090 shared by vLLM and Ollama."}
+    formats = rendered_settings(load_objects(render_roles(tmp_path / "searxng", ["searxng"])))["search"]["formats"]
+    searxng = SearXNGServer([result], formats=formats).start()
+    try:
+        with _lab(tmp_path, {"open_webui_web_search_enabled": True}, {"searxng": searxng.url}) as running:
+            webui, webui_env, qdrant = running["webui"], running["env"], running["qdrant"]
+            with _browser(webui, tmp_path) as (driver, wait, act):
+                _sign_up(driver, act, webui.url)
+                # web search switched on as a user does: the message input's Integrations menu, its Web Search
+                # switch (offered only because ENABLE_WEB_SEARCH is on)
+                act(lambda d: d.find_element(By.CSS_SELECTOR, "button[aria-label=Integrations]").click())
+                act(lambda d: next(e for e in d.find_elements(By.XPATH, "//*[normalize-space(text())='Web Search']")
+                                   if e.is_displayed()).click())
+                act(lambda d: d.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE))
+                prompt = "Which GPU does the lab share?"
+                act(lambda d: d.find_element(By.ID, "chat-input").click())
+                act(lambda d: d.find_element(By.ID, "chat-input").send_keys(prompt))
+                act(lambda d: d.find_element(By.ID, "send-message-button").click())
+                # the model's answer (the stand-in repeats the prompt it got) holds the result's text: Open WebUI
+                # put SearXNG's content into the prompt, through the gateway
+                wait.until(lambda d: result["content"] in d.find_element(By.ID, "messages-container").text)
+                # the answer cites the result: the citation names its site and the sources list has its link
+                host = urlsplit(result["url"]).netloc
+                messages = wait.until(lambda d: d.find_element(By.ID, "messages-container").text)
+                assert "Retrieved 1 source" in messages and host in messages, messages[-1500:]
+                act(lambda d: _button(d, "1 Source").click())
+                wait.until(lambda d: result["url"] in d.find_element(By.TAG_NAME, "body").get_attribute("innerHTML"))
+                _screenshot(driver, tmp_path / "open-webui-web-search.png")
+                token = driver.execute_script("return localStorage.token")
+            # every web search setting the role renders, as the running Open WebUI reports it to its admin
+            session = requests.Session()
+            session.trust_env = False
+            session.headers["Authorization"] = "Bearer " + token
+            web = session.get(webui.url + "/api/v1/retrieval/config", timeout=30).json()["web"]
+            assert (web["ENABLE_WEB_SEARCH"], web["WEB_SEARCH_ENGINE"]) == (True, "searxng")
+            assert web["SEARXNG_QUERY_URL"] == webui_env["SEARXNG_QUERY_URL"] == searxng.url + "/search?q=<query>"
+            assert web["WEB_SEARCH_RESULT_COUNT"] == int(webui_env["WEB_SEARCH_RESULT_COUNT"])
+            assert web["BYPASS_WEB_SEARCH_WEB_LOADER"] is True
+            assert web["BYPASS_WEB_SEARCH_EMBEDDING_AND_RETRIEVAL"] is True
+            qdrant_requests = list(qdrant.requests)
+    finally:
+        searxng.stop()
+        pages.stop()
+    # Open WebUI asked SearXNG for JSON (format=json is what the stand-in, like SearXNG, answers only when listed)
+    searches = searxng.searches("json")
+    assert searches and all(s["q"] for s in searches), searxng.requests
+    # no page was loaded by Open WebUI: the result's text is SearXNG's (BYPASS_WEB_SEARCH_WEB_LOADER)
+    assert pages.requests == []
+    # the embeddings were not asked for the search results (BYPASS_WEB_SEARCH_EMBEDDING_AND_RETRIEVAL): no Qdrant write
+    assert not [r for r in qdrant_requests if "/points" in r[1]], qdrant_requests

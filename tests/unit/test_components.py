@@ -19,12 +19,14 @@ def test_the_registry_is_consistent_and_lists_the_deploy_components():
     assert components.registry_errors({"qdrant_http_port": 6400}) == [
         "qdrant_http_port: not a port of the component registry; ports: gpu_demand_port, litellm_port, neo4j_bolt_port, "
         "neo4j_http_port, ollama_embed_port, ollama_port, open_webui_port, phoenix_grpc_port, phoenix_metrics_port, "
-        "phoenix_port, vllm_port"]
+        "phoenix_port, searxng_port, vllm_port"]
     assert list(components.defaults()) == ["gpu_runtime", "qdrant", "neo4j", "litellm", "ollama", "vllm", "gpu_demand",
-                                           "open_webui", "observability", "ingress", "network_policy", "tracing"]
-    assert [c for c, on in components.defaults().items() if not on] == ["neo4j", "gpu_demand", "tracing"]
-    assert sorted(PORTS) == ["gpu_demand_port", "litellm_port", "neo4j_bolt_port", "neo4j_http_port", "ollama_embed_port", "ollama_port", "open_webui_port",
-                             "phoenix_grpc_port", "phoenix_metrics_port", "phoenix_port", "vllm_port"]
+                                           "searxng", "open_webui", "observability", "ingress", "network_policy",
+                                           "tracing"]
+    assert [c for c, on in components.defaults().items() if not on] == ["neo4j", "gpu_demand", "searxng", "tracing"]
+    assert sorted(PORTS) == ["gpu_demand_port", "litellm_port", "neo4j_bolt_port", "neo4j_http_port",
+                             "ollama_embed_port", "ollama_port", "open_webui_port", "phoenix_grpc_port",
+                             "phoenix_metrics_port", "phoenix_port", "searxng_port", "vllm_port"]
 
 
 @pytest.mark.parametrize("var", sorted(PORTS))
@@ -116,7 +118,10 @@ def test_egress_is_derived_from_the_flows_of_the_components_called():
                       ("tracing", "phoenix", "otlp-grpc", 4317),
                       ("tracing", "phoenix", "http", 6006)]
     assert [(e["to"], e["number"]) for e in view["components"]["open_webui"]["egress"]] == [
-        ("qdrant", 6333), ("litellm", 4000), ("tracing", 4317), ("tracing", 6006)]
+        ("qdrant", 6333), ("litellm", 4000), ("searxng", 8080), ("tracing", 4317), ("tracing", 6006)]
+    # SearXNG: called by Open WebUI only, and the internet is all it calls (docs/network.md)
+    assert [f["from"] for f in view["components"]["searxng"]["flows"]] == ["open_webui"]
+    assert view["components"]["searxng"]["calls"] == ["internet"] and view["components"]["searxng"]["egress"] == []
     assert view["components"]["vllm"]["egress"] == [] and view["components"]["vllm"]["calls"] == []
 
 

@@ -204,4 +204,4 @@ def test_every_workload_template_goes_through_a_builder():
     users = {p.relative_to(ROLES).parts[0] for p in TEMPLATES
              if re.search(r"ailab\.gpu_lab\.deploy_(workload|gpu_deployment|gpu_image_prepull)\b", p.read_text())}
     assert users == {"gpu_demand", "gpu_prepull", "litellm", "neo4j", "ollama", "open_webui", "phoenix", "qdrant",
-                     "vllm"}
+                     "searxng", "vllm"}

@@ -30,6 +30,7 @@ ROLE_INPUTS = {
                    "monitoring_dashboards": ["gpu", "vllm", "gateway"], "monitoring_prometheus_route_prefix": "/",
                    "_monitoring_known_dashboards": ["gpu", "vllm", "gateway"]},
     "network_policy": {"network_policy_internet_except": ["10.0.0.0/8", "100.64.0.0/10"]},
+    "searxng": {"searxng_settings": {}},
     "vllm": {"vllm_sleep_mode": False, "vllm_sleep_host_memory": "16Gi", "gpu_runtime_time_slicing_replicas": 0},
 }
 BASE = {

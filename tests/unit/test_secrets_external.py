@@ -45,6 +45,9 @@ def test_same_secrets_keys_and_labels_as_the_dotenv_path():
                 assert fetched[key.key] == "gpu-lab/" + key.env
     assert by_name["grafana-admin"]["metadata"]["namespace"] == "monitoring"
     assert by_name["grafana-admin"]["spec"]["target"]["template"]["data"] == {"admin-user": "admin"}
+    # SearXNG's secret_key comes from the store too, under its .env name
+    assert [(d["secretKey"], d["remoteRef"]["key"]) for d in by_name["searxng-secret"]["spec"]["data"]] == [
+        ("SEARXNG_SECRET", "gpu-lab/SEARXNG_SECRET")]
     litellm_keys = [d["secretKey"] for d in by_name["litellm-env"]["spec"]["data"]]
     assert {"LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "ANTHROPIC_API_KEY", "LANGFUSE_SECRET_KEY"} <= set(litellm_keys)
 

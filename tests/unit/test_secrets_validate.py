@@ -98,8 +98,11 @@ def test_layout_mapping_matches_contract():
         "qdrant-api-key": ["QDRANT__SERVICE__API_KEY"],
         "neo4j-auth": ["NEO4J_AUTH"],
         "open-webui-secret": ["WEBUI_SECRET_KEY"],
+        "searxng-secret": ["SEARXNG_SECRET"],       # SearXNG's server.secret_key (env SEARXNG_SECRET)
         "grafana-admin": ["admin-user", "admin-password"],
     }
+    # off by default (component searxng): no Secret for it unless it is on
+    assert "searxng-secret" not in [s.name for s in ds.secret_layout(dict(everything, searxng=False))[0]]
     for spec in specs:
         for key in spec.keys:
             assert key.env not in ds.PROVISION_KEYS
