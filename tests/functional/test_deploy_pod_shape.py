@@ -35,6 +35,8 @@ EXPECTED = {
     ("DaemonSet", "gpu-image-prepull"): ("image-prepull", None, {"user": 65535, "group": 65535},
                                          {"pull-ollama": RO, "pull-vllm": RO, "pause": RO}),
     ("Deployment", "gpu-demand"): ("gpu_demand", None, {"user": 65534, "group": 65534}, {"gpu-demand": RW}),
+    ("Deployment", "llama-stack"): ("llama-stack", None, {"user": 1000, "group": 1000, "fs_group": 1000},
+                                    {"llama-stack": RW}),
 }
 # The only workloads that talk to the API server: their token is mounted (needs_api), under their own account.
 NEEDS_API = {("Deployment", "gpu-demand"): "gpu-demand"}
