@@ -16,9 +16,17 @@ inserting into or querying Qdrant (0.2.12 refuses remote::qdrant at start: the l
 
 from __future__ import annotations
 
-import pytest
+import json
+import sys
+from pathlib import Path
 
+import pytest
+import yaml
+
+from tests.conftest import REPO, run_playbook
+from tests.support.ansible_run import recap, write_lab_inventory
 from tests.support.catalog_example import load_example_catalog
+from tests.support.controlplane import DEFAULT_NODE
 from tests.support.deploy_render import render_roles
 from tests.support.litellm_proxy import LiteLLMProxy, gateway_env, write_gateway_config
 from tests.support.llama_stack import LlamaStack, container, pod_env, rendered, run_yaml
@@ -28,6 +36,7 @@ from tests.support.serve import free_port
 
 pytestmark = pytest.mark.slow
 
+PLAYBOOK = Path(REPO) / "playbooks" / "deploy.yml"
 LLAMA_STACK_KEY = "sk-llama-stack-test-0123456789abcdefghij"   # Secret litellm-key-llama-stack
 QDRANT_KEY = "qdrant-llama-stack-test-key"
 
@@ -143,3 +152,55 @@ def test_qdrant_vector_io_is_refused_by_the_pinned_release_and_by_the_role_with_
     assert code not in (None, 0), server.log()[-3000:]
     assert "Provider `qdrant (Api.vector_io)` does not implement the following methods" in server.log()
     assert "openai_list_files_in_vector_store" in server.log()
+
+
+def _deploy_inventory(tmp_path, kube, llama_stack):
+    host = {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+        "gpu_lab_kubeconfig": kube.kubeconfig, "gpu_lab_kube_context": "", "gpu_lab_namespace": kube.namespace,
+        "gpu_lab_gpu_owner": "ollama", "gpu_lab_gpu_node": DEFAULT_NODE,
+        "gpu_lab_render_dir": str(tmp_path / "rendered"),
+        "gpu_lab_components": {"observability": False, "ingress": False, "open_webui": False, "qdrant": False,
+                               "llama_stack": llama_stack},
+        "vllm_pull_enabled": False, "ollama_pull_enabled": False, "ollama_wait": False,
+        "vllm_models_host_path": str(tmp_path / "models"), "gpu_prepull_wait": False,
+        "gpu_runtime_chart_namespace": kube.namespace,
+    }
+    host.update(load_example_catalog())
+    return write_lab_inventory(tmp_path, host, DEFAULT_NODE)
+
+
+def test_deploy_applies_the_component_idempotently_and_prunes_it_when_turned_off(kube, tmp_path):
+    """REAL: the deploy playbook with the one apply against the real kube-apiserver (kwok plays the kubelet: no
+    container runs). Check mode writes nothing; the applied run.yaml is the render's; the gateway reads Llama Stack's
+    key from its Secret; a second run changes nothing; turned off, its objects are pruned and its PVC kept."""
+    inventory = _deploy_inventory(tmp_path, kube, True)
+    checked = run_playbook(PLAYBOOK, "-i", inventory, "--check", "--diff")
+    assert recap(checked.stdout)[1] == 0 and "llama-stack-config" in checked.stdout
+    assert kube.get("ConfigMap", "llama-stack-config") is None
+    run_playbook(PLAYBOOK, "-i", inventory)
+    run = yaml.safe_load(kube.get("ConfigMap", "llama-stack-config")["data"]["run.yaml"])
+    assert [(p["provider_type"], p["config"]["url"]) for p in run["providers"]["inference"]] == [
+        ("remote::vllm", "${env.LAB_GATEWAY_URL}")]
+    assert [m["model_id"] for m in run["models"]] == [m["name"] for m in load_example_catalog()["gpu_lab_models"]
+                                                      if m.get("mode", "chat") == "chat" or "dimensions" in m]
+    pod = kube.get("Deployment", "llama-stack", api_version="apps/v1")["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["LAB_GATEWAY_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "litellm-key-llama-stack", "key": "api-key"}
+    gateway = kube.get("Deployment", "litellm", api_version="apps/v1")["spec"]["template"]["spec"]["containers"][0]
+    keys = {e["name"]: e for e in gateway["env"]}
+    assert keys["LITELLM_KEY_LLAMA_STACK"]["valueFrom"]["secretKeyRef"]["name"] == "litellm-key-llama-stack"
+    assert "llama-stack" in [k["name"] for k in json.loads(keys["LAB_KEYS"]["value"])]
+    assert kube.get("NetworkPolicy", "llama-stack", api_version="networking.k8s.io/v1")
+    again = run_playbook(PLAYBOOK, "-i", inventory)
+    assert recap(again.stdout) == (0, 0), again.stdout[-4000:]
+
+    off = run_playbook(PLAYBOOK, "-i", _deploy_inventory(tmp_path, kube, False))
+    assert recap(off.stdout)[1] == 0
+    for kind, name, api in (("ConfigMap", "llama-stack-config", "v1"), ("Deployment", "llama-stack", "apps/v1"),
+                            ("Service", "llama-stack", "v1"),
+                            ("NetworkPolicy", "llama-stack", "networking.k8s.io/v1")):
+        assert kube.get(kind, name, api_version=api) is None, (kind, name)
+    assert kube.get("PersistentVolumeClaim", "llama-stack-data") is not None
+    gateway = kube.get("Deployment", "litellm", api_version="apps/v1")["spec"]["template"]["spec"]["containers"][0]
+    assert "LITELLM_KEY_LLAMA_STACK" not in [e["name"] for e in gateway["env"]]
