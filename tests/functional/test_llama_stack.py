@@ -133,6 +133,7 @@ def test_qdrant_vector_io_is_refused_by_the_pinned_release_and_by_the_role_with_
     tmp = lab["tmp"]
     output = render_roles(tmp / "refused", ["llama_stack"], {"llama_stack_qdrant_enabled": True}, expect_failure=True)
     assert "llama_stack_qdrant_enabled: true needs an image built from a llama-stack release after 0.2.12" in output
+    assert "llama_stack_image is docker.io/llamastack/distribution-remote-vllm:0.2.12" in output
 
     objects = rendered(tmp / "render-qdrant", ["llama_stack"], {"llama_stack_qdrant_enabled": True,
                                                          "llama_stack_image": "registry.lab/llama-stack-qdrant:0.2.13",
