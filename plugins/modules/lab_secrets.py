@@ -75,6 +75,11 @@ options:
           gateway hook sends; generated when C(.env) has none). Needs O(components.litellm).
         type: bool
         default: false
+      llama_stack:
+        description: Llama Stack; Secret C(litellm-key-llama-stack) (key C(api-key), its own gateway key, from C(.env)
+          C(LITELLM_KEY_LLAMA_STACK) or generated). Needs O(components.litellm).
+        type: bool
+        default: false
   models:
     description:
       - The model catalog (C(gpu_lab_models)). Every C(api_key_env) named there must be set in C(.env) and lands in C(litellm-env).
@@ -219,6 +224,7 @@ def main():
             open_webui=dict(type="bool", default=True),
             grafana=dict(type="bool", default=True),
             gpu_demand=dict(type="bool", default=False),
+            llama_stack=dict(type="bool", default=False),
         )),
         models=dict(type="list", elements="dict", default=[]),
         litellm_extra_keys=dict(type="list", elements="str", default=[], no_log=False),
