@@ -9,6 +9,7 @@ PYTHON      ?= python3
 VENV        := $(CURDIR)/.venv
 LITELLM_VENV:= $(CURDIR)/.venv-litellm
 OPEN_WEBUI_VENV:= $(CURDIR)/.venv-open-webui
+LLAMA_STACK_VENV:= $(CURDIR)/.venv-llama-stack
 CORE217_VENV:= $(CURDIR)/.venv-core217
 COLL_LINK   := .collections/ansible_collections/ailab/gpu_lab
 BUILD_DIR   := $(CURDIR)/.build
@@ -20,6 +21,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_LOCAL_TEMP := $(CURDIR)/.cache/ansible-tmp
 export AILAB_LITELLM_VENV := $(LITELLM_VENV)
 export AILAB_OPEN_WEBUI_VENV := $(OPEN_WEBUI_VENV)
+export AILAB_LLAMA_STACK_VENV := $(LLAMA_STACK_VENV)
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: test setup system-deps controlplane test-tools lint build sanity compat pytest molecule bench bench-swap bench-deploy bench-demand demo clean
@@ -27,7 +29,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 test: setup lint build sanity compat pytest molecule
 	@echo "make test: all checks passed"
 
-setup: $(VENV)/.stamp $(LITELLM_VENV)/.stamp $(OPEN_WEBUI_VENV)/.stamp $(CORE217_VENV)/.stamp $(COLL_LINK) system-deps controlplane test-tools
+setup: $(VENV)/.stamp $(LITELLM_VENV)/.stamp $(OPEN_WEBUI_VENV)/.stamp $(LLAMA_STACK_VENV)/.stamp $(CORE217_VENV)/.stamp $(COLL_LINK) system-deps controlplane test-tools
 
 # A venv is rebuilt only when its requirements file changes (stamp holds its hash).
 $(VENV)/.stamp: requirements/dev.txt
@@ -45,6 +47,12 @@ $(LITELLM_VENV)/.stamp: requirements/litellm.txt
 $(OPEN_WEBUI_VENV)/.stamp: requirements/open-webui.txt tools/open-webui-venv.sh
 	PYTHON=$(PYTHON) bash tools/open-webui-venv.sh $(OPEN_WEBUI_VENV)
 	sha256sum requirements/open-webui.txt tools/open-webui-venv.sh > $@
+
+# The real Llama Stack server for tests/functional/test_llama_stack.py (requirements/llama-stack.txt).
+$(LLAMA_STACK_VENV)/.stamp: requirements/llama-stack.txt
+	test -x $(LLAMA_STACK_VENV)/bin/python || $(PYTHON) -m venv $(LLAMA_STACK_VENV)
+	$(LLAMA_STACK_VENV)/bin/pip install --disable-pip-version-check -q -r requirements/llama-stack.txt
+	sha256sum requirements/llama-stack.txt > $@
 
 # The oldest ansible-core meta/runtime.yml claims, for make compat. Its collections are requirements/dev.txt's
 # `ansible` package installed without its dependencies (that package pins ansible-core 2.19): the same

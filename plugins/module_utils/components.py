@@ -37,7 +37,8 @@ REGISTRY = {
         # Qdrant listens on the image's ports (no override: its config would need QDRANT__SERVICE__*_PORT too)
         "services": {"qdrant": {"ports": {"http": {"port": 6333, "var": None},
                                           "grpc": {"port": 6334, "var": None}}}},
-        "flows": [{"from": "open_webui", "port": "qdrant.http"}, {"from": "prometheus", "port": "qdrant.http"}],
+        "flows": [{"from": "open_webui", "port": "qdrant.http"}, {"from": "prometheus", "port": "qdrant.http"},
+                  {"from": "llama_stack", "port": "qdrant.http"}],
         "scrape": [{"service": "qdrant", "port": "http", "path": "/metrics"}],
         "volumes": ["qdrant_backup_tier"],
     },
@@ -58,7 +59,8 @@ REGISTRY = {
                      "litellm-postgres": {"ports": {"postgres": {"port": 5432, "var": None}}}},
         "routes": [{"path": "/v1", "service": "litellm", "port": "http"}],
         "flows": [{"from": "traefik", "port": "litellm.http"}, {"from": "open_webui", "port": "litellm.http"},
-                  {"from": "prometheus", "port": "litellm.http"}, {"from": "litellm", "port": "litellm-postgres.postgres"}],
+                  {"from": "prometheus", "port": "litellm.http"}, {"from": "litellm", "port": "litellm-postgres.postgres"},
+                  {"from": "llama_stack", "port": "litellm.http"}],
         "calls": ["internet"],
         "scrape": [{"service": "litellm", "port": "http", "path": "/metrics/"}],
         "volumes": ["litellm_postgres_backup_tier"],
@@ -105,6 +107,13 @@ REGISTRY = {
         "routes": [{"path": "/", "service": "open-webui", "port": "http"}],
         "flows": [{"from": "traefik", "port": "open-webui.http"}],
         "volumes": ["open_webui_backup_tier"],
+    },
+    # Llama Stack (docs/deploy.md "Llama Stack"): inference through the gateway, vector IO on Qdrant. No route and no
+    # caller in the cluster: its API has no authentication of its own (kubectl port-forward reaches it); no /metrics.
+    "llama_stack": {
+        "default": False, "tags": ["llama_stack"], "gpu_backend": False,
+        "services": {"llama-stack": {"ports": {"http": {"port": 8321, "var": "llama_stack_port"}}}},
+        "volumes": ["llama_stack_backup_tier"],
     },
     "observability": {
         "default": True, "tags": ["monitoring", "observability"], "gpu_backend": False, "role": "monitoring",

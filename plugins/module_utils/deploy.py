@@ -826,9 +826,28 @@ def _neo4j_errors(values):
     return errors
 
 
+# llama-stack releases whose remote::qdrant provider does not start (a method signature upstream fixed after 0.2.12,
+# meta-llama/llama-stack#2503; tests/functional/test_llama_stack.py starts 0.2.12 with it) and whose images lack
+# qdrant-client: an image tagged with one of them cannot have Qdrant as its vector store.
+_LLAMA_STACK_NO_QDRANT = re.compile(r":v?0\.(0\.\d+|1\.\d+(\.\d+)?|2\.([0-9]|1[0-2])(\.\d+)?)$")
+
+
+def _llama_stack_errors(values):
+    qdrant = values.get("llama_stack_qdrant_enabled", False)
+    if str(qdrant).strip().lower() not in ("true", "yes", "on", "1"):
+        return []
+    image = str(values.get("llama_stack_image") or "")
+    if _LLAMA_STACK_NO_QDRANT.search(image):
+        return ["llama_stack_qdrant_enabled: true needs an image built from a llama-stack release after 0.2.12 with "
+                "the remote::qdrant provider (0.2.12 and earlier refuse to start with it, and their images lack "
+                "qdrant-client), but llama_stack_image is %s: set llama_stack_image to such an image or "
+                "llama_stack_qdrant_enabled: false (roles/llama_stack/README.md, \"Qdrant\")" % image]
+    return []
+
+
 ROLE_INPUT_CHECKS = {"ingress": _ingress_errors, "monitoring": _monitoring_errors,
                      "network_policy": _network_policy_errors, "searxng": _searxng_errors, "vllm": _vllm_errors,
-                     "neo4j": _neo4j_errors}
+                     "neo4j": _neo4j_errors, "llama_stack": _llama_stack_errors}
 
 
 def role_input_errors(role, values):

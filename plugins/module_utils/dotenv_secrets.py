@@ -45,7 +45,8 @@ KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NEWLINE_RE = re.compile(r"\r\n|\n|\r")
 _KEY_PREFIX_RE = re.compile(r"^[^\S\r\n]*(?:export[^\S\r\n]+)?([A-Za-z_][A-Za-z0-9_]*)[^\S\r\n]*=[^\S\r\n]*(.?)")
 
-COMPONENTS = ("litellm", "litellm_postgres", "qdrant", "open_webui", "grafana", "gpu_demand", "neo4j", "searxng")
+COMPONENTS = ("litellm", "litellm_postgres", "qdrant", "open_webui", "grafana", "gpu_demand", "neo4j", "searxng",
+              "llama_stack")
 
 # .env keys read by the provision playbook: written to a 0600 file on the host, NEVER to Kubernetes.
 PROVISION_KEYS = {
@@ -313,6 +314,7 @@ GENERATORS = {
 
 LITELLM_KEY_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$")
 OPEN_WEBUI_KEY_NAME = "open-webui"
+LLAMA_STACK_KEY_NAME = "llama-stack"   # Llama Stack's own gateway key (the litellm role's litellm_llama_stack_key)
 
 
 def litellm_key_secret(name):
@@ -391,11 +393,16 @@ def secret_layout(components, models=None, namespace="ai-lab", grafana_namespace
                                 generator=GENERATORS["GPU_DEMAND_TOKEN"]))
         specs.append(SecretSpec("litellm-env", namespace, "litellm", keys))
         names = [OPEN_WEBUI_KEY_NAME] if components.get("open_webui") else []
+        names += [LLAMA_STACK_KEY_NAME] if components.get("llama_stack") else []
         for entry in litellm_keys or []:
             name = entry.get("name") if isinstance(entry, dict) else entry
             if name == OPEN_WEBUI_KEY_NAME:
                 errors.append("litellm_keys: the name open-webui is Open WebUI's own key: set litellm_open_webui_key "
                               "instead")
+                continue
+            if name == LLAMA_STACK_KEY_NAME:
+                errors.append("litellm_keys: the name llama-stack is Llama Stack's own key: set "
+                              "litellm_llama_stack_key instead")
                 continue
             names.append(name)
         specs.extend(_litellm_key_specs(names, namespace, errors))

@@ -77,8 +77,15 @@ options:
         default: false
       neo4j:
         description: Neo4j; Secret C(neo4j-auth) (C(NEO4J_AUTH), C(neo4j/<password>), generated when C(.env) has none).
+        type: bool
+        default: false
       searxng:
         description: SearXNG (Open WebUI's web search); Secret C(searxng-secret) (C(SEARXNG_SECRET), its server secret_key).
+        type: bool
+        default: false
+      llama_stack:
+        description: Llama Stack; Secret C(litellm-key-llama-stack) (key C(api-key), its own gateway key, from C(.env)
+          C(LITELLM_KEY_LLAMA_STACK) or generated). Needs O(components.litellm).
         type: bool
         default: false
   models:
@@ -227,6 +234,7 @@ def main():
             gpu_demand=dict(type="bool", default=False),
             neo4j=dict(type="bool", default=False),
             searxng=dict(type="bool", default=False),
+            llama_stack=dict(type="bool", default=False),
         )),
         models=dict(type="list", elements="dict", default=[]),
         litellm_extra_keys=dict(type="list", elements="str", default=[], no_log=False),

@@ -224,7 +224,7 @@ def documented_flows(enabled: set[str], lab_pod_names: list[str]):
     assert rows[0] == ["from", "to", "port", "when"], rows[0]
     flows = set()
     for src, dst, port, when in rows[1:]:
-        assert when in ("always", "tracing", "postgres", "gpu_demand", "searxng"), when
+        assert when in ("always", "tracing", "postgres", "gpu_demand", "searxng", "llama_stack"), when
         if when != "always" and when not in enabled:
             continue
         for s in (lab_pod_names if src == "every lab pod" else [src]):
@@ -237,14 +237,14 @@ def test_rendered_policies_allow_exactly_the_documented_flows(objects):
     assert {p["metadata"]["namespace"] for p in policies} == {LAB}
     pods = lab_pods(objects)
     names = sorted(p["name"] for p in pods)
-    assert names == ["gpu-demand", "gpu-image-prepull", "litellm", "litellm-postgres", "neo4j", "ollama",
+    assert names == ["gpu-demand", "gpu-image-prepull", "litellm", "litellm-postgres", "llama-stack", "neo4j", "ollama",
                      "ollama-embed", "open-webui", "phoenix", "qdrant", "searxng", "vllm"], names
     peers = pods + [STRAY] + OUTSIDE
     allowed = analyse(policies, peers)
     # Only edges that the lab's policies decide: one end in the lab namespace.
     lab = {p["name"] for p in pods} | {STRAY["name"]}
     allowed = {e for e in allowed if e[0] in lab or e[1] in lab}
-    expected = documented_flows({"postgres", "tracing", "gpu_demand", "searxng"}, names + [STRAY["name"]])
+    expected = documented_flows({"postgres", "tracing", "gpu_demand", "searxng", "llama_stack"}, names + [STRAY["name"]])
     assert sorted(allowed - expected) == [], "allowed but not in docs/network.md"
     assert sorted(expected - allowed) == [], "in docs/network.md but not allowed"
     # the points the issue names, spelled out

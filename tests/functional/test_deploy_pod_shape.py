@@ -37,6 +37,8 @@ EXPECTED = {
     ("Deployment", "gpu-demand"): ("gpu_demand", None, {"user": 65534, "group": 65534}, {"gpu-demand": RW}),
     ("StatefulSet", "neo4j"): ("graph-db", None, {"user": 7474, "group": 7474, "fs_group": 7474}, {"neo4j": RW}),
     ("Deployment", "searxng"): ("searxng", None, {"user": 977, "group": 977, "fs_group": 977}, {"searxng": RO}),
+    ("Deployment", "llama-stack"): ("llama-stack", None, {"user": 1000, "group": 1000, "fs_group": 1000},
+                                    {"llama-stack": RW}),
 }
 # The only workloads that talk to the API server: their token is mounted (needs_api), under their own account.
 NEEDS_API = {("Deployment", "gpu-demand"): "gpu-demand"}

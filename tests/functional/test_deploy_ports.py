@@ -36,7 +36,7 @@ def test_every_registry_port_follows_an_inventory_override(tmp_path, playbook_ru
     playbook_runner(PLAYBOOK, "-i", "inventory/example", "-e", "gpu_lab_render_only=true",
                     "-e", f"gpu_lab_render_dir={render}", "-e", "gpu_lab_gpu_owner=vllm:qwen2.5-7b",
                     "-e", json.dumps(dict(MOVED, gpu_lab_components={"tracing": True, "gpu_demand": True, "neo4j": True,
-                                                                     "searxng": True},
+                                                                     "searxng": True, "llama_stack": True},
                                           neo4j_clients=[{"app.kubernetes.io/name": "my-graph-app"}])))
     objs = _objects(render)
     view = components.resolve(MOVED)
@@ -127,6 +127,14 @@ def test_every_registry_port_follows_an_inventory_override(tmp_path, playbook_ru
     assert env["PORT"] == str(MOVED["open_webui_port"])   # the image's start.sh listens on $PORT (default 8080)
     assert env["QDRANT_URI"] == "http://qdrant:%d" % DEFAULTS_ALL["qdrant"]
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://phoenix:%d" % MOVED["phoenix_grpc_port"]
+    # Llama Stack: its server's --port and its run.yaml, the gateway's URL, its policy's egress
+    llama = _container_port(objs[("Deployment", "llama-stack")], "http")[1]
+    assert llama["args"][llama["args"].index("--port") + 1] == str(MOVED["llama_stack_port"])
+    run = yaml.safe_load(objs[("ConfigMap", "llama-stack-config")]["data"]["run.yaml"])
+    assert run["server"]["port"] == MOVED["llama_stack_port"]
+    env = dict((e["name"], e.get("value")) for e in llama["env"])
+    assert env["LAB_GATEWAY_URL"] == "http://litellm:%d/v1" % MOVED["litellm_port"]
+    assert _policy_ports(policies["llama-stack"], "egress") == {MOVED["litellm_port"], DEFAULTS_ALL["qdrant"]}
 
     # every flow of the registry is allowed both ways: by the called pod's policy (ingress from the caller's pod
     # or the peer's namespace, on the resolved port) and by the caller's policy (egress), where it has one

@@ -200,19 +200,22 @@ def test_unreachable_api_is_a_clear_error_and_nothing_written(tmp_path, kube):
 
 def test_gateway_keys_from_env_or_generated_kept_and_never_shown(tmp_path, kube):
     """litellm_keys (docs/litellm.md "Keys"): one Secret per key, the value from .env LITELLM_KEY_<NAME> or generated
-    once and kept; a second run changes nothing; at -vvv --diff no key value appears."""
+    once and kept, and Llama Stack's own while its component is on; a second run changes nothing; at -vvv --diff no
+    key value appears."""
     alice = "sk-alice-fn-Q2w3E4r5T6y7U8i9O0p1"
     _env, inventory = _lab(tmp_path, kube, text=env_text(dict(GOOD_ENV, LITELLM_KEY_ALICE=alice)),
-                           litellm_keys=[{"name": "alice", "models": ["cloud-fallback"], "rpm": 10}, {"name": "ci-bot"}])
+                           litellm_keys=[{"name": "alice", "models": ["cloud-fallback"], "rpm": 10}, {"name": "ci-bot"}],
+                           gpu_lab_components={"llama_stack": True})
     outputs = [run_playbook(PLAYBOOK, "-i", inventory, "-vvv", "--diff").stdout]
     created = secrets(kube)
     assert created["litellm-key-alice"] == {"api-key": alice}
     generated = created["litellm-key-ci-bot"]["api-key"]
     assert re.match(r"^sk-[A-Za-z0-9]{48}$", generated)
     assert re.match(r"^sk-[A-Za-z0-9]{48}$", created["litellm-key-open-webui"]["api-key"])
+    assert re.match(r"^sk-[A-Za-z0-9]{48}$", created["litellm-key-llama-stack"]["api-key"])
     before = snapshot(kube)
     outputs.append(run_playbook(PLAYBOOK, "-i", inventory, "-vvv", "--diff").stdout)
     assert _recap(outputs[-1])["changed"] == 0 and snapshot(kube) == before
     text = "\n".join(outputs)
-    for value in (alice, generated, created["litellm-key-open-webui"]["api-key"]):
+    for value in (alice, generated, created["litellm-key-open-webui"]["api-key"], created["litellm-key-llama-stack"]["api-key"]):
         assert value not in text, "a gateway key appeared in the -vvv output"

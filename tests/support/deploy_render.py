@@ -63,12 +63,13 @@ def load_objects(directory: Path) -> list[dict]:
 
 def render_example_lab(render: Path) -> list[dict]:
     """The deploy playbook in render mode for the example lab with EVERY component on (the optional tracing
-    (Phoenix), gpu_demand, Neo4j, searxng and LiteLLM's Postgres too), vLLM the GPU owner; every object it wrote under
-    ``render``/k8s."""
+    (Phoenix), gpu_demand, Neo4j, searxng, Llama Stack and LiteLLM's Postgres too), vLLM the GPU owner; every object it
+    wrote under ``render``/k8s."""
     from tests.conftest import run_playbook  # the one way the tests run a playbook
 
     run_playbook(REPO / "playbooks" / "deploy.yml", "-i", "inventory/example", "-e", "gpu_lab_render_only=true",
                  "-e", f"gpu_lab_render_dir={render}", "-e", "gpu_lab_gpu_owner=vllm:qwen2.5-7b",
                  "-e", "litellm_postgres_enabled=true", "-e", json.dumps({"gpu_lab_components": {"tracing": True, "gpu_demand": True,
-                                                                            "neo4j": True, "searxng": True}}))
+                                                                            "neo4j": True, "searxng": True,
+                                                                            "llama_stack": True}}))
     return load_objects(Path(render) / "k8s")

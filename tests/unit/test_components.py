@@ -17,14 +17,15 @@ PORTS = components.port_variables()
 def test_the_registry_is_consistent_and_lists_the_deploy_components():
     assert components.registry_errors({}) == []
     assert components.registry_errors({"qdrant_http_port": 6400}) == [
-        "qdrant_http_port: not a port of the component registry; ports: gpu_demand_port, litellm_port, neo4j_bolt_port, "
-        "neo4j_http_port, ollama_embed_port, ollama_port, open_webui_port, phoenix_grpc_port, phoenix_metrics_port, "
-        "phoenix_port, searxng_port, vllm_port"]
+        "qdrant_http_port: not a port of the component registry; ports: gpu_demand_port, litellm_port, llama_stack_port, "
+        "neo4j_bolt_port, neo4j_http_port, ollama_embed_port, ollama_port, open_webui_port, phoenix_grpc_port, "
+        "phoenix_metrics_port, phoenix_port, searxng_port, vllm_port"]
     assert list(components.defaults()) == ["gpu_runtime", "qdrant", "neo4j", "litellm", "ollama", "vllm", "gpu_demand",
-                                           "searxng", "open_webui", "observability", "ingress", "network_policy",
-                                           "tracing"]
-    assert [c for c, on in components.defaults().items() if not on] == ["neo4j", "gpu_demand", "searxng", "tracing"]
-    assert sorted(PORTS) == ["gpu_demand_port", "litellm_port", "neo4j_bolt_port", "neo4j_http_port",
+                                           "searxng", "open_webui", "llama_stack", "observability", "ingress",
+                                           "network_policy", "tracing"]
+    assert [c for c, on in components.defaults().items() if not on] == ["neo4j", "gpu_demand", "searxng", "llama_stack",
+                                                                        "tracing"]
+    assert sorted(PORTS) == ["gpu_demand_port", "litellm_port", "llama_stack_port", "neo4j_bolt_port", "neo4j_http_port",
                              "ollama_embed_port", "ollama_port", "open_webui_port", "phoenix_grpc_port",
                              "phoenix_metrics_port", "phoenix_port", "searxng_port", "vllm_port"]
 

@@ -203,5 +203,5 @@ def test_no_template_writes_a_field_of_the_pod_shape(path):
 def test_every_workload_template_goes_through_a_builder():
     users = {p.relative_to(ROLES).parts[0] for p in TEMPLATES
              if re.search(r"ailab\.gpu_lab\.deploy_(workload|gpu_deployment|gpu_image_prepull)\b", p.read_text())}
-    assert users == {"gpu_demand", "gpu_prepull", "litellm", "neo4j", "ollama", "open_webui", "phoenix", "qdrant",
-                     "searxng", "vllm"}
+    assert users == {"gpu_demand", "gpu_prepull", "litellm", "llama_stack", "neo4j", "ollama", "open_webui", "phoenix",
+                     "qdrant", "searxng", "vllm"}

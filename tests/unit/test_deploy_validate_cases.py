@@ -20,7 +20,7 @@ CASES = yaml.safe_load((Path(__file__).parent / "data" / "deploy_cases.yml").rea
 EXAMPLE = load_example_catalog()
 FILTERS = FilterModule().filters()
 COMPONENTS = ["gpu_runtime", "qdrant", "litellm", "ollama", "vllm", "open_webui", "observability", "ingress",
-              "network_policy", "tracing"]
+              "network_policy", "tracing", "llama_stack"]
 # Valid values of each role's own rule (as the roles' _<role>_checked_inputs give them).
 ROLE_INPUTS = {
     "ingress": {"ingress_tailnet_ip": "100.101.102.103", "ingress_hostname": "gpu-box.tail1234.ts.net",
@@ -32,6 +32,8 @@ ROLE_INPUTS = {
     "network_policy": {"network_policy_internet_except": ["10.0.0.0/8", "100.64.0.0/10"]},
     "searxng": {"searxng_settings": {}},
     "vllm": {"vllm_sleep_mode": False, "vllm_sleep_host_memory": "16Gi", "gpu_runtime_time_slicing_replicas": 0},
+    "llama_stack": {"llama_stack_qdrant_enabled": False,
+                    "llama_stack_image": "docker.io/llamastack/distribution-remote-vllm:0.2.12"},
 }
 BASE = {
     "components": dict((c, c != "tracing") for c in COMPONENTS), "known_components": COMPONENTS,
@@ -92,5 +94,5 @@ def test_role_input_rule_case(case):
 
 
 def test_unknown_role_has_no_rule():
-    with pytest.raises(ValueError, match="no input rule for role 'qdrant'; roles with one: ingress, monitoring"):
+    with pytest.raises(ValueError, match="no input rule for role 'qdrant'; roles with one: ingress, llama_stack, monitoring"):
         deploy.role_input_errors("qdrant", {})

@@ -192,3 +192,17 @@ def test_gpu_demand_token_is_a_generated_key_of_the_gateway_secret():
     _specs, errors = ds.secret_layout({"litellm": False, "gpu_demand": True})
     assert errors == ["gpu_demand is enabled but litellm is not: the on-demand swap service is asked by the gateway; "
                       "enable litellm or disable gpu_demand"]
+
+
+def test_llama_stack_gets_its_own_generated_gateway_key_and_its_name_is_reserved():
+    from ansible_collections.ailab.gpu_lab.plugins.module_utils import dotenv_secrets as ds
+    specs, errors = ds.secret_layout(dict(COMPONENTS, llama_stack=True))
+    assert errors == []
+    secret = next(s for s in specs if s.name == "litellm-key-llama-stack")
+    (key,) = secret.keys
+    assert (key.key, key.env, key.policy) == ("api-key", "LITELLM_KEY_LLAMA_STACK", "env_or_generate")
+    assert key.generator().startswith("sk-")
+    specs, _errors = ds.secret_layout(COMPONENTS)   # off by default: no such Secret
+    assert "litellm-key-llama-stack" not in [s.name for s in specs]
+    _specs, errors = ds.secret_layout(COMPONENTS, litellm_keys=[{"name": "llama-stack"}])
+    assert errors == ["litellm_keys: the name llama-stack is Llama Stack's own key: set litellm_llama_stack_key instead"]

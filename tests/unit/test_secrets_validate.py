@@ -93,6 +93,7 @@ def test_layout_mapping_matches_contract():
     assert dict((s.name, [k.key for k in s.keys]) for s in specs) == {
         "litellm-env": ["LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "OPENAI_API_KEY", "GPU_DEMAND_TOKEN"],
         "litellm-key-open-webui": ["api-key"],      # Open WebUI's own gateway key (docs/litellm.md "Keys")
+        "litellm-key-llama-stack": ["api-key"],     # Llama Stack's own gateway key (docs/deploy.md "Llama Stack")
         "litellm-postgres": ["POSTGRES_PASSWORD"],
         "hf-token": ["HF_TOKEN"],
         "qdrant-api-key": ["QDRANT__SERVICE__API_KEY"],
