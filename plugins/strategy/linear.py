@@ -17,11 +17,11 @@ description:
     they use, in ansible-playbook's own process. ansible-playbook runs every task in a worker process forked from
     that process, so each worker inherits them compiled. Without this each worker that templates one of the
     collection's filters or lookups loads them again, and ansible-core compiles a collection's Python from source
-    every time (it keeps no bytecode for collection imports): about 1.3 s of CPU in a deploy re-run
+    every time (it keeps no bytecode for collection imports), about 1.5 s of CPU in a deploy re-run
     (docs/deploy.md, "Benchmark").
   - A plugin that fails to import is left for the task that uses it, which reports the error with its context.
-  - The deploy playbook sets it (C(strategy: ailab.gpu_lab.linear)); a play keyword, so it also wins over a
-    C(strategy) set in the configuration.
+  - The deploy playbook names it as its play's C(strategy); a play keyword, so it also wins over a C(strategy) set in
+    the configuration.
 author: ailab maintainers (@ailab)
 """
 
