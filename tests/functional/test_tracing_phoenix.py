@@ -11,8 +11,6 @@ EMULATED: the inference server behind LiteLLM (tests/support/openai_backend.py).
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import time
 import urllib.request
@@ -22,7 +20,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.support.serve import free_port
+from tests.support.serve import ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -33,33 +31,35 @@ def _get(url, timeout=5):
         return resp.status, resp.read().decode()
 
 
+class Phoenix(ServerProcess):
+    """``phoenix serve`` of ``venv`` on free loopback ports (HTTP ``port``, OTLP gRPC ``grpc_port``), its SQLite in
+    ``working_dir``; ready when ``/healthz`` answers 200."""
+
+    name = "Phoenix"
+    log_name = "phoenix"
+    health_path = "/healthz"
+    poll_interval = 0.5
+    stop_grace = 30.0
+
+    def __init__(self, venv, working_dir):
+        port, self.grpc_port = free_port(), free_port()
+        super().__init__({"PHOENIX_WORKING_DIR": str(working_dir), "PHOENIX_HOST": "127.0.0.1",
+                          "PHOENIX_PORT": str(port), "PHOENIX_GRPC_PORT": str(self.grpc_port),
+                          "PHOENIX_TELEMETRY_ENABLED": "false"},
+                         port=port, startup_timeout=240)
+        self.venv = venv
+
+    def command(self):
+        return [str(self.venv / "bin" / "phoenix"), "serve"]
+
+
 @pytest.fixture
 def phoenix(tmp_path):
     proc = subprocess.run(["bash", str(Path(REPO) / "tools" / "phoenix-venv.sh")], capture_output=True, text=True,
                           timeout=3600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    venv = Path(proc.stdout.strip())
-    http_port, grpc_port = free_port(), free_port()
-    env = dict(os.environ, PHOENIX_WORKING_DIR=str(tmp_path / "phoenix"), PHOENIX_HOST="127.0.0.1",
-               PHOENIX_PORT=str(http_port), PHOENIX_GRPC_PORT=str(grpc_port), PHOENIX_TELEMETRY_ENABLED="false",
-               NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
-    log = open(tmp_path / "phoenix.log", "w")
-    server = subprocess.Popen([str(venv / "bin" / "phoenix"), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        assert server.poll() is None, (tmp_path / "phoenix.log").read_text()[-3000:]
-        try:
-            if _get(f"http://127.0.0.1:{http_port}/healthz")[0] == 200:
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        os.killpg(server.pid, signal.SIGKILL)
-        pytest.fail("Phoenix not ready after 240 s:\n" + (tmp_path / "phoenix.log").read_text()[-3000:])
-    yield {"http": f"http://127.0.0.1:{http_port}", "grpc": f"http://127.0.0.1:{grpc_port}"}
-    os.killpg(server.pid, signal.SIGTERM)
-    server.wait(timeout=30)
+    with Phoenix(Path(proc.stdout.strip()), tmp_path / "phoenix") as server:
+        yield {"http": server.url, "grpc": f"http://127.0.0.1:{server.grpc_port}"}
 
 
 def _role_otel_env(endpoint):

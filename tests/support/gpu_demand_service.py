@@ -13,12 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import os
-import shutil
-import signal
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -27,7 +22,7 @@ import yaml
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import gpu_demand as gd
 from tests.support.catalog_example import load_example_catalog
 from tests.support.litellm_proxy import LiteLLMProxy, gateway_env, litellm_venv, role_base_config, write_gateway_config
-from tests.support.serve import free_port, json_request
+from tests.support.serve import ServerProcess, json_request
 
 REPO = Path(__file__).resolve().parents[2]
 FILES = REPO / "roles" / "gpu_demand" / "files"
@@ -71,54 +66,31 @@ def service_account_dir(kube, workdir, account="gpu-demand"):
     return sa_dir, {"KUBERNETES_SERVICE_HOST": server.hostname, "KUBERNETES_SERVICE_PORT": str(server.port)}
 
 
-class DemandService:
+class DemandService(ServerProcess):
     """One service process; ``url``, ``ensure(alias)``, ``status()``, ``metrics()``, ``log()``."""
 
+    name = "gpu-demand"
+    log_name = "gpu-demand"
+    drop_env = ("KUBE",)
+    server_env = {"PYTHONPATH": str(REPO / ".collections"), "NO_PROXY": "*"}
+    health_path = "/healthz"
+    poll_interval = 0.1
+
     def __init__(self, config: dict, sa_dir: Path, api_env: dict, token: str = TOKEN):
+        self.dir = Path(tempfile.mkdtemp(prefix="gpu-demand-"))
+        super().__init__(dict(api_env, GPU_DEMAND_TOKEN=token), startup_timeout=30, log_path=self.dir / "service.log")
         self.config = config
         self.sa_dir = sa_dir
-        self.api_env = api_env
         self.token = token
-        self.port = free_port()
-        self.proc = None
-        self.dir = Path(tempfile.mkdtemp(prefix="gpu-demand-"))
-        self._log = self.dir / "service.log"
 
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self):
+    def command(self):
         path = self.dir / "config.json"
         path.write_text(json.dumps(self.config))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
-        env.update(self.api_env, GPU_DEMAND_TOKEN=self.token, PYTHONPATH=str(REPO / ".collections"),
-                   PYTHONDONTWRITEBYTECODE="1", NO_PROXY="*")
         shutil.copy(FILES / "gpu_demand_server.py", self.dir / "gpu_demand_server.py")
-        with open(self._log, "ab") as log:
-            self.proc = subprocess.Popen([str(litellm_venv() / "bin" / "python"), str(self.dir / "gpu_demand_server.py"),
-                                          "--config", str(path), "--host", "127.0.0.1", "--port", str(self.port),
-                                          "--sa-dir", str(self.sa_dir)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gpu-demand exited with {self.proc.returncode}:\n{self.log()}")
-            if self.request("GET", "/healthz")[0] == 200:
-                return self
-            time.sleep(0.1)
-        raise RuntimeError(f"gpu-demand not up after 30 s:\n{self.log()}")
+        return [str(litellm_venv() / "bin" / "python"), str(self.dir / "gpu_demand_server.py"), "--config", str(path),
+                "--host", "127.0.0.1", "--port", str(self.port), "--sa-dir", str(self.sa_dir)]
 
-    def stop(self):
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
-
-    def log(self):
-        return self._log.read_text(errors="replace") if self._log.exists() else ""
-
-    def request(self, method, path, payload=None, token=None, timeout=180):
+    def request(self, method, path, payload=None, token=None, timeout=180):  # pylint: disable=arguments-renamed
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
         return json_request(method, self.url + path, payload, headers, timeout)
 
@@ -130,12 +102,6 @@ class DemandService:
 
     def metrics(self):
         return self.request("GET", "/metrics")[1]
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 def gateway_with_hook(workdir, stand_ins, service):

@@ -17,15 +17,10 @@ proxy refuses to start with; ``proxy.log()`` returns its combined stdout/stderr.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import tempfile
-import time
 from pathlib import Path
 
-from tests.support.serve import free_port, json_request
+from tests.support.serve import ServerProcess
 from tests.support.catalog_example import load_example_catalog
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,113 +42,40 @@ class ProxyStartError(RuntimeError):
     pass
 
 
-class LiteLLMProxy:
+class LiteLLMProxy(ServerProcess):
     """One real LiteLLM proxy process."""
+
+    name = "LiteLLM"
+    log_name = "litellm"
+    drop_env = ("LITELLM_", "OPENAI_", "ANTHROPIC_")
+    server_env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "DATABASE_URL": None}
+    health_path = "/health/readiness"
+    start_error = ProxyStartError
+    stop_grace = 15.0
 
     def __init__(self, config: str | Path, env: dict | None = None, port: int | None = None,
                  master_key: str | None = None, startup_timeout: float = 90.0, extra_args: list[str] | None = None):
+        super().__init__(env, port, startup_timeout)
         self.config = Path(config)
-        self.port = port or free_port()
-        self.env_extra = dict(env or {})
+        self.workdir = self.config.parent
         self.master_key = master_key or self.env_extra.get("LITELLM_MASTER_KEY")
-        self.startup_timeout = startup_timeout
         self.extra_args = list(extra_args or [])
-        self.proc: subprocess.Popen | None = None
-        self._logfile = tempfile.NamedTemporaryFile(prefix="litellm-", suffix=".log", delete=False)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def auth(self) -> dict:
         return {"Authorization": f"Bearer {self.master_key}"} if self.master_key else {}
 
-    def log(self) -> str:
-        try:
-            return Path(self._logfile.name).read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def _env(self) -> dict:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("LITELLM_", "OPENAI_", "ANTHROPIC_"))}
-        env.update({
-            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-            "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost",
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-        })
-        env.pop("DATABASE_URL", None)
-        env.update(self.env_extra)
-        return env
-
-    def start(self, wait: bool = True) -> "LiteLLMProxy":
+    def command(self) -> list[str]:
         # the litellm role always mounts its custom_auth hook beside the config (docs/litellm.md "Keys")
         hook = self.config.parent / KEYS_HOOK.name
         if not hook.exists():
             hook.write_text(KEYS_HOOK.read_text())
-        cmd = [str(litellm_binary()), "--config", str(self.config), "--host", "127.0.0.1",
-               "--port", str(self.port), *self.extra_args]
-        self.proc = subprocess.Popen(cmd, env=self._env(), stdout=self._logfile, stderr=subprocess.STDOUT,
-                                     cwd=str(self.config.parent), start_new_session=True)
-        if wait:
-            self.wait_ready()
-        return self
+        return [str(litellm_binary()), "--config", str(self.config), "--host", "127.0.0.1", "--port", str(self.port),
+                *self.extra_args]
 
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise ProxyStartError(f"LiteLLM exited with {self.proc.returncode} before becoming ready:\n"
-                                      + self.log()[-4000:])
-            status, body = self.get("/health/readiness", timeout=2)
-            if status == 200 and isinstance(body, dict) and body.get("status") in ("healthy", "connected"):
-                return
-            time.sleep(0.25)
-        self.stop()
-        raise ProxyStartError(f"LiteLLM not ready after {self.startup_timeout}s:\n" + self.log()[-4000:])
-
-    def wait_exited(self, timeout: float = 60.0) -> int | None:
-        """Wait for the process to exit by itself (a config it refuses). None if still running."""
-        try:
-            return self.proc.wait(timeout=timeout) if self.proc else None
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-
-    def __enter__(self) -> "LiteLLMProxy":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    # -- small HTTP client (stdlib, so the test venv needs nothing extra) ----------------------
-    def request(self, method: str, path: str, payload=None, headers: dict | None = None, timeout: float = 30.0,
-                auth: bool = True):
-        """Return (status, parsed JSON body or text). Never raises on HTTP errors."""
-        hdrs = dict(self.auth) if auth else {}
-        hdrs.update(headers or {})
-        return json_request(method, self.url + path, payload, hdrs, timeout)
-
-    def get(self, path: str, **kw):
-        return self.request("GET", path, **kw)
-
-    def post(self, path: str, payload, **kw):
-        return self.request("POST", path, payload, **kw)
+    def ready(self) -> bool:
+        status, body = self.get(self.health_path, timeout=2)
+        return status == 200 and isinstance(body, dict) and body.get("status") in ("healthy", "connected")
 
     def chat(self, model: str, content: str = "hello", **kw):
         return self.post("/v1/chat/completions", {"model": model, "messages": [{"role": "user", "content": content}]},

@@ -16,14 +16,11 @@ becomes a temporary directory.
 from __future__ import annotations
 
 import os
-import subprocess
-import tempfile
-import time
 from pathlib import Path
 
 from tests.support.deploy_render import load_objects, render_roles
 from tests.support.open_webui import rendered_env
-from tests.support.serve import json_request, stop_process_group
+from tests.support.serve import ServerProcess
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "llama-stack"
@@ -65,76 +62,27 @@ class LlamaStackStartError(RuntimeError):
     pass
 
 
-class LlamaStack:
+class LlamaStack(ServerProcess):
     """One real Llama Stack server process with a run.yaml (text) and env; serves on ``port``."""
 
+    name = "Llama Stack"
+    log_name = "llama-stack"
+    # nothing of the caller's settings leaks in (Llama Stack reads ${env.*} and provider keys from its env)
+    drop_env = ("LAB_", "OPENAI_", "QDRANT_", "LLAMA_", "VLLM_")
+    health_path = "/v1/health"
+    start_error = LlamaStackStartError
+    exit_timeout = 120.0
+    stop_grace = 15.0
+
     def __init__(self, config_text: str, env: dict[str, str], port: int, workdir: Path, startup_timeout: float = 180.0):
-        self.config = Path(workdir) / "run.yaml"
-        self.config.write_text(config_text)
-        self.env_extra = dict(env)
-        self.port = port
+        super().__init__(env, port, startup_timeout)
         self.workdir = Path(workdir)
-        self.startup_timeout = startup_timeout
-        self.proc: subprocess.Popen | None = None
-        self.log_path = Path(tempfile.mkstemp(prefix="llama-stack-", suffix=".log")[1])
+        self.config = self.workdir / "run.yaml"
+        self.config.write_text(config_text)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def command(self) -> list[str]:
+        return [str(llama_stack_python()), "-m", "llama_stack.distribution.server.server", "--config", str(self.config),
+                "--port", str(self.port)]
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def _env(self) -> dict:
-        # nothing of the caller's settings leaks in (Llama Stack reads ${env.*} and provider keys from its env)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("LAB_", "OPENAI_", "QDRANT_", "LLAMA_", "VLLM_"))}
-        env.update({"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost", "PYTHONUNBUFFERED": "1",
-                    "PYTHONDONTWRITEBYTECODE": "1"})
-        env.update(self.env_extra)
-        return env
-
-    def start(self, wait: bool = True) -> "LlamaStack":
-        cmd = [str(llama_stack_python()), "-m", "llama_stack.distribution.server.server", "--config", str(self.config),
-               "--port", str(self.port)]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(cmd, env=self._env(), stdout=log, stderr=subprocess.STDOUT,
-                                         cwd=str(self.workdir), start_new_session=True)
-        if wait:
-            self.wait_ready()
-        return self
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise LlamaStackStartError(f"Llama Stack exited with {self.proc.returncode} before /v1/health:\n"
-                                           + self.log()[-4000:])
-            if self.get("/v1/health", timeout=2)[0] == 200:
-                return
-            time.sleep(0.25)
-        self.stop()
-        raise LlamaStackStartError(f"Llama Stack not healthy after {self.startup_timeout}s:\n" + self.log()[-4000:])
-
-    def wait_exited(self, timeout: float = 120.0) -> int | None:
-        """Wait for the process to exit by itself (a configuration it refuses). None if still running."""
-        try:
-            return self.proc.wait(timeout=timeout) if self.proc else None
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            stop_process_group(proc, grace=15.0)
-
-    def get(self, path: str, timeout: float = 30.0):
-        return json_request("GET", self.url + path, None, {}, timeout)
-
-    def post(self, path: str, payload, timeout: float = 120.0):
-        return json_request("POST", self.url + path, payload, {}, timeout)
-
-    def __enter__(self) -> "LlamaStack":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    def post(self, path: str, payload, timeout: float = 120.0, **kw):
+        return super().post(path, payload, timeout=timeout, **kw)

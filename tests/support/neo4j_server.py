@@ -19,10 +19,8 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
-from tests.support.serve import free_port, stop_process_group
+from tests.support.serve import ServerProcess, free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 USER = "neo4j"
@@ -35,19 +33,25 @@ def server_lib():
     return out.stdout.strip()
 
 
-class Neo4jServer:
+class Neo4jServer(ServerProcess):
+    name = "Neo4j"
+    health_path = "/db/neo4j/tx/commit"   # answers an authenticated statement (ready())
+    poll_interval = 0.2
+    stop_grace = 30.0
+
     def __init__(self, directory, password="lab-test-password-1"):
         self.directory = os.path.abspath(directory)
+        self.home = os.path.join(self.directory, "home")
+        super().__init__({"NEO4J_HOME": self.home, "NEO4J_CONF": os.path.join(self.home, "conf")},
+                         startup_timeout=180.0, log_path=os.path.join(self.directory, "neo4j-server.log"))
         self.password = password
-        self.http_port = free_port()
         self.bolt_port = free_port()
-        self.proc = None
-        self.log = os.path.join(self.directory, "neo4j-server.log")
         self.startup_seconds = None
+        self._classpath = None
 
     @property
-    def url(self):
-        return "http://127.0.0.1:%d" % self.http_port
+    def http_port(self):
+        return self.port
 
     def info(self):
         return {"http": self.url, "bolt": "bolt://127.0.0.1:%d" % self.bolt_port, "user": USER,
@@ -72,47 +76,28 @@ class Neo4jServer:
         with open(os.path.join(home, "conf", "neo4j.conf"), "w", encoding="utf-8") as handle:
             handle.writelines("%s=%s\n" % item for item in settings.items())
 
-    def start(self, timeout=180.0):
-        lib = server_lib()
-        home = os.path.join(self.directory, "home")
-        self._conf(home)
-        env = dict(os.environ, NEO4J_HOME=home, NEO4J_CONF=os.path.join(home, "conf"))
-        classpath = os.path.join(lib, "*")
+    def command(self):
+        return ["java", "-Xss1m", "-XX:+UseSerialGC", "-cp", self._classpath, "org.neo4j.server.CommunityEntryPoint",
+                "--home-dir=" + self.home, "--config-dir=" + os.path.join(self.home, "conf")]
+
+    def start(self, wait=True):
+        """Set the initial password (as the image's entrypoint does for NEO4J_AUTH), then start the server."""
+        self._classpath = os.path.join(server_lib(), "*")
+        self._conf(self.home)
         began = time.monotonic()
-        subprocess.run(["java", "-cp", classpath, "org.neo4j.cli.AdminTool", "dbms", "set-initial-password",
-                        self.password], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
-                ["java", "-Xss1m", "-XX:+UseSerialGC", "-cp", classpath, "org.neo4j.server.CommunityEntryPoint",
-                 "--home-dir=" + home, "--config-dir=" + os.path.join(home, "conf")],
-                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while not self._answers():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                with open(self.log, encoding="utf-8", errors="replace") as handle:
-                    raise RuntimeError("Neo4j did not start:\n" + handle.read()[-4000:])
-            time.sleep(0.2)
+        subprocess.run(["java", "-cp", self._classpath, "org.neo4j.cli.AdminTool", "dbms", "set-initial-password",
+                        self.password], env=self._env(), check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        super().start(wait)
         self.startup_seconds = round(time.monotonic() - began, 1)
         return self
 
-    def _answers(self):
+    def ready(self):
         """Neo4j answers an authenticated statement on its HTTP API (what the schema module calls)."""
         token = base64.b64encode(("%s:%s" % (USER, self.password)).encode()).decode()
-        request = urllib.request.Request(self.url + "/db/neo4j/tx/commit", method="POST",
-                                         data=json.dumps({"statements": [{"statement": "RETURN 1"}]}).encode(),
-                                         headers={"Authorization": "Basic " + token,
-                                                  "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=2) as response:
-                return not json.loads(response.read()).get("errors")
-        except (urllib.error.URLError, OSError, ValueError):
-            return False
-
-    def stop(self):
-        if self.proc is not None:
-            stop_process_group(self.proc, grace=30.0)
-            self.proc = None
+        status, body = self.post(self.health_path, {"statements": [{"statement": "RETURN 1"}]},
+                                 headers={"Authorization": "Basic " + token}, timeout=2)
+        return status == 200 and isinstance(body, dict) and not body.get("errors")
 
 
 def main():

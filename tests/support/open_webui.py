@@ -27,15 +27,10 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from tests.support.deploy_render import load_objects, render_roles
-from tests.support.serve import free_port, stop_process_group
+from tests.support.serve import ServerProcess
 
 REPO = Path(__file__).resolve().parents[2]
 CONTAINER = "open-webui"
@@ -93,72 +88,26 @@ class OpenWebUIStartError(RuntimeError):
     pass
 
 
-class OpenWebUI:
+class OpenWebUI(ServerProcess):
     """One real Open WebUI process with the given (rendered) environment; serves on its ``PORT``."""
 
+    name = "Open WebUI"
+    log_name = "open-webui"
+    # nothing of the caller's Open WebUI/OpenAI/RAG settings leaks in: only what the role renders
+    drop_env = ("OPENAI_", "RAG_", "QDRANT_", "WEBUI_", "ENABLE_", "VECTOR_", "LITELLM_")
+    # the Hugging Face hub is out of reach here, as on an offline lab (no model is fetched)
+    server_env = {"HF_HUB_OFFLINE": "1"}
+    start_error = OpenWebUIStartError
+    poll_interval = 0.5
+    stop_grace = 20.0
+
     def __init__(self, env: dict[str, str], startup_timeout: float = 240.0):
-        self.env_extra = dict(env)
-        self.port = int(self.env_extra.get("PORT") or free_port())
-        self.startup_timeout = startup_timeout
-        self.proc: subprocess.Popen | None = None
-        self.log_path = Path(tempfile.mkstemp(prefix="open-webui-", suffix=".log")[1])
+        super().__init__(env, int(env.get("PORT") or 0), startup_timeout)
+        self.workdir = Path(self.env_extra["DATA_DIR"])
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        """Open WebUI's combined stdout and stderr so far."""
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def _env(self) -> dict:
-        # nothing of the caller's Open WebUI/OpenAI/RAG settings leaks in: only what the role renders
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("OPENAI_", "RAG_", "QDRANT_", "WEBUI_", "ENABLE_", "VECTOR_", "LITELLM_"))}
-        env.update({"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
-                    "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
-                    # the Hugging Face hub is out of reach here, as on an offline lab (no model is fetched)
-                    "HF_HUB_OFFLINE": "1"})
-        env.update(self.env_extra)
-        return env
-
-    def start(self) -> "OpenWebUI":
-        data_dir = Path(self.env_extra["DATA_DIR"])
-        data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [str(open_webui_binary()), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(cmd, env=self._env(), stdout=log, stderr=subprocess.STDOUT,
-                                         cwd=str(data_dir), start_new_session=True)
-        self.wait_ready()
-        return self
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise OpenWebUIStartError(f"Open WebUI exited with {self.proc.returncode} before /health:\n"
-                                          + self.log()[-4000:])
-            try:
-                with opener.open(self.url + "/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise OpenWebUIStartError(f"Open WebUI not healthy after {self.startup_timeout}s:\n" + self.log()[-4000:])
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            stop_process_group(proc, grace=20.0)
-
-    def __enter__(self) -> "OpenWebUI":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    def command(self) -> list[str]:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        return [str(open_webui_binary()), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
 
 
 # -- the browser: Debian's chromium driven by its chromedriver (Playwright cannot fetch its browsers here) ----------

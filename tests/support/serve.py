@@ -1,4 +1,6 @@
-"""Run a started test server in the foreground until SIGTERM/SIGINT (the CLI entry of each server)."""
+"""Helpers of the test servers: JSON requests, free ports, the in-process HTTP servers' base, running one in the
+foreground until SIGTERM/SIGINT (the CLI entry of each server), and ``ServerProcess``, the base of the real servers
+the tests run as subprocesses."""
 
 from __future__ import annotations
 
@@ -7,8 +9,11 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 
 def json_request(method: str, url: str, payload=None, headers: dict | None = None, timeout: float = 30.0):
@@ -151,3 +156,128 @@ def stop_process_group(proc, sig=signal.SIGTERM, grace=10.0):
         proc.wait()
     except ProcessLookupError:
         pass
+
+
+class ServerProcess:
+    """One real server run as a subprocess of the tests on 127.0.0.1 (in its own session, so ``stop`` ends every
+    process it forks), its stdout and stderr in one log file; the plumbing LiteLLMProxy, LlamaStack and OpenWebUI share.
+
+    A subclass names the server (``name``, for messages; ``log_name``, the log file's prefix), gives ``command()``
+    and the working directory (``workdir``) and, where the defaults do not fit: the caller's environment variables to
+    drop (``drop_env``: name prefixes, so none of the caller's settings leaks in), what it sets itself (``server_env``;
+    None removes a variable), the health check (``health_path`` answering 200, or its own ``ready()``), how often to
+    poll it (``poll_interval``), the error raised (``start_error``), how long ``wait_exited`` and a stop wait
+    (``exit_timeout``, ``stop_grace``). ``env`` given to ``__init__`` goes on top of all that; the log is
+    ``log_path``, by default a new temporary file.
+    """
+
+    name = "server"
+    log_name = "server"
+    drop_env: tuple[str, ...] = ()
+    server_env: dict[str, str | None] = {}
+    health_path = "/health"
+    poll_interval = 0.25
+    start_error: type[Exception] = RuntimeError
+    exit_timeout = 60.0
+    stop_grace = 10.0
+    workdir = None
+
+    def __init__(self, env: dict | None = None, port: int | None = None, startup_timeout: float = 60.0,
+                 log_path: str | Path | None = None):
+        self.env_extra = dict(env or {})
+        self.port = port or free_port()
+        self.startup_timeout = startup_timeout
+        self.proc: subprocess.Popen | None = None
+        self.log_path = Path(log_path or tempfile.mkstemp(prefix=self.log_name + "-", suffix=".log")[1])
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def auth(self) -> dict:
+        """The headers that authenticate a request (``request(auth=True)``); none unless the subclass has a key."""
+        return {}
+
+    def log(self) -> str:
+        """The server's combined stdout and stderr so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def _env(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(self.drop_env)}
+        env.update({"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost", "PYTHONUNBUFFERED": "1",
+                    "PYTHONDONTWRITEBYTECODE": "1"})
+        for key, value in self.server_env.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        env.update(self.env_extra)
+        return env
+
+    def start(self, wait: bool = True):
+        """Start the process; with ``wait``, return once it is ready (``wait_ready``)."""
+        cmd, cwd = self.command(), None if self.workdir is None else str(self.workdir)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
+                cmd, env=self._env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
+                start_new_session=True)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def ready(self) -> bool:
+        """The health check: ``health_path`` answers 200."""
+        return self.get(self.health_path, timeout=2)[0] == 200
+
+    def wait_ready(self) -> None:
+        """Poll ``ready()`` until ``startup_timeout``; raise ``start_error`` with the log's tail when the process
+        exits first or the time is up (then the process is stopped)."""
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise self.start_error(f"{self.name} exited with {self.proc.returncode} before {self.health_path} "
+                                       "was ready:\n" + self.log()[-4000:])
+            if self.ready():
+                return
+            time.sleep(self.poll_interval)
+        self.stop()
+        raise self.start_error(f"{self.name} not ready on {self.health_path} after {self.startup_timeout}s:\n"
+                               + self.log()[-4000:])
+
+    def wait_exited(self, timeout: float | None = None) -> int | None:
+        """Wait for the process to exit by itself (a configuration it refuses): its exit code, None if still running."""
+        try:
+            return self.proc.wait(timeout=self.exit_timeout if timeout is None else timeout) if self.proc else None
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            stop_process_group(proc, grace=self.stop_grace)
+
+    def request(self, method: str, path: str, payload=None, headers: dict | None = None, timeout: float = 30.0,
+                auth: bool = True):
+        """``(status, parsed JSON body or text)`` of one request (``json_request``), with ``auth`` unless told not."""
+        hdrs = dict(self.auth) if auth else {}
+        hdrs.update(headers or {})
+        return json_request(method, self.url + path, payload, hdrs, timeout)
+
+    def get(self, path: str, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, payload, **kw):
+        return self.request("POST", path, payload, **kw)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
