@@ -152,7 +152,7 @@ def _routes():
 
 def _jsonable(value):
     if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
+        return value.model_dump(mode="json", exclude_none=True)   # as the server: serde skips unset fields
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return value
