@@ -4,6 +4,7 @@ the tests run as subprocesses."""
 
 from __future__ import annotations
 
+import abc
 import json
 import os
 import signal
@@ -158,7 +159,7 @@ def stop_process_group(proc, sig=signal.SIGTERM, grace=10.0):
         pass
 
 
-class ServerProcess:
+class ServerProcess(abc.ABC):
     """One real server run as a subprocess of the tests on 127.0.0.1 (in its own session, so ``stop`` ends every
     process it forks), its stdout and stderr in one log file; the plumbing LiteLLMProxy, LlamaStack and OpenWebUI share.
 
@@ -190,8 +191,9 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
         self.log_path = Path(log_path or tempfile.mkstemp(prefix=self.log_name + "-", suffix=".log")[1])
 
+    @abc.abstractmethod
     def command(self) -> list[str]:
-        raise NotImplementedError
+        """The server's command line (argv); each server says its own."""
 
     @property
     def url(self) -> str:
