@@ -27,7 +27,7 @@ from ansible_collections.ailab.gpu_lab.plugins.module_utils import apply as ap
 from ansible_collections.ailab.gpu_lab.plugins.module_utils import gpu_swap
 
 from tests.conftest import REPO, run_playbook
-from tests.support.ansible_run import recap, write_lab_inventory
+from tests.support.ansible_run import deploy_lab_inventory, recap
 from tests.support.controlplane import DEFAULT_NODE
 
 PLAYBOOK = Path(REPO) / "playbooks" / "deploy.yml"
@@ -37,21 +37,9 @@ BIN = Path(sys.executable).parent
 
 
 def _inventory(tmp_path, kube, components=None, **extra):
-    host = {
-        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-        "gpu_lab_kubeconfig": kube.kubeconfig, "gpu_lab_kube_context": "", "gpu_lab_namespace": kube.namespace,
-        "gpu_lab_gpu_owner": "ollama", "gpu_lab_gpu_node": DEFAULT_NODE,
-        "gpu_lab_render_dir": str(tmp_path / "rendered"),
-        "gpu_lab_components": dict({name: False for name in OFF}, **(components or {})),
-        "vllm_pull_enabled": False, "ollama_pull_enabled": False, "ollama_wait": False, "qdrant_collections": [],
-        "vllm_models_host_path": str(tmp_path / "models"), "gpu_prepull_wait": False,
-        # the device plugin's HelmChart in the test's namespace (not kube-system, which every test shares)
-        "gpu_runtime_chart_namespace": kube.namespace,
-    }
-    host.update(extra)
     example = Path(REPO) / "inventory" / "example" / "group_vars" / "gpu_lab" / "models.yml"
-    host.update(yaml.safe_load(example.read_text()))
-    return write_lab_inventory(tmp_path, host, DEFAULT_NODE)
+    return deploy_lab_inventory(tmp_path, kube, dict({name: False for name in OFF}, **(components or {})),
+                                yaml.safe_load(example.read_text()), **dict({"qdrant_collections": []}, **extra))
 
 
 def _pvcs_bound(kube):

@@ -16,32 +16,20 @@ from pathlib import Path
 import yaml
 
 from tests.conftest import REPO, run_playbook
-from tests.support.ansible_run import recap, write_lab_inventory
-from tests.support.controlplane import DEFAULT_NODE
+from tests.support.ansible_run import deploy_lab_inventory, recap
 
 PLAYBOOK = Path(REPO) / "playbooks" / "deploy.yml"
 BIN = Path(sys.executable).parent
 
 
 def _inventory(tmp_path, kube):
-    host = {
-        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-        "gpu_lab_kubeconfig": kube.kubeconfig, "gpu_lab_kube_context": "", "gpu_lab_namespace": kube.namespace,
-        "gpu_lab_gpu_owner": "ollama", "gpu_lab_gpu_node": DEFAULT_NODE,
-        "gpu_lab_render_dir": str(tmp_path / "rendered"),
-        "gpu_lab_components": {"observability": False, "ingress": False, "tracing": False, "open_webui": False,
-                               "qdrant": False, "gpu_demand": True},
-        "vllm_pull_enabled": False, "ollama_pull_enabled": False, "ollama_wait": False,
-        "vllm_models_host_path": str(tmp_path / "models"), "gpu_prepull_wait": False,
-        "gpu_runtime_chart_namespace": kube.namespace,
-    }
     example = Path(REPO) / "inventory" / "example" / "group_vars" / "gpu_lab" / "models.yml"
     catalog = yaml.safe_load(example.read_text())
     for entry in catalog["gpu_lab_models"]:
         if entry["name"] in ("qwen2.5-7b", "llama3.1-8b"):
             entry["on_demand"] = True
-    host.update(catalog)
-    return write_lab_inventory(tmp_path, host, DEFAULT_NODE)
+    off = ("observability", "ingress", "tracing", "open_webui", "qdrant")
+    return deploy_lab_inventory(tmp_path, kube, dict({name: False for name in off}, gpu_demand=True), catalog)
 
 
 def _can_i(kube, tmp_path, account, verb, resource, name=None, subresource=None):

@@ -17,16 +17,14 @@ inserting into or querying Qdrant (0.2.12 refuses remote::qdrant at start: the l
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import REPO, run_playbook
-from tests.support.ansible_run import recap, write_lab_inventory
+from tests.support.ansible_run import deploy_lab_inventory, recap
 from tests.support.catalog_example import load_example_catalog
-from tests.support.controlplane import DEFAULT_NODE
 from tests.support.deploy_render import render_roles
 from tests.support.litellm_proxy import LiteLLMProxy, gateway_env, write_gateway_config
 from tests.support.llama_stack import LlamaStack, container, pod_env, rendered, run_yaml
@@ -156,19 +154,9 @@ def test_qdrant_vector_io_is_refused_by_the_pinned_release_and_by_the_role_with_
 
 
 def _deploy_inventory(tmp_path, kube, llama_stack):
-    host = {
-        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-        "gpu_lab_kubeconfig": kube.kubeconfig, "gpu_lab_kube_context": "", "gpu_lab_namespace": kube.namespace,
-        "gpu_lab_gpu_owner": "ollama", "gpu_lab_gpu_node": DEFAULT_NODE,
-        "gpu_lab_render_dir": str(tmp_path / "rendered"),
-        "gpu_lab_components": {"observability": False, "ingress": False, "open_webui": False, "qdrant": False,
-                               "llama_stack": llama_stack},
-        "vllm_pull_enabled": False, "ollama_pull_enabled": False, "ollama_wait": False,
-        "vllm_models_host_path": str(tmp_path / "models"), "gpu_prepull_wait": False,
-        "gpu_runtime_chart_namespace": kube.namespace,
-    }
-    host.update(load_example_catalog())
-    return write_lab_inventory(tmp_path, host, DEFAULT_NODE)
+    off = ("observability", "ingress", "open_webui", "qdrant")
+    return deploy_lab_inventory(tmp_path, kube, dict({name: False for name in off}, llama_stack=llama_stack),
+                                load_example_catalog())
 
 
 def test_deploy_applies_the_component_idempotently_and_prunes_it_when_turned_off(kube, tmp_path):

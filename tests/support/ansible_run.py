@@ -66,6 +66,27 @@ def write_lab_inventory(directory, host, node):
     return path
 
 
+def deploy_lab_inventory(directory, kube, components, catalog, **extra):
+    """An inventory for the deploy playbook against the test's real control plane (``kube``: its kubeconfig and
+    namespace; kwok's GPU node ``DEFAULT_NODE``): Ollama the GPU owner, ``components`` as gpu_lab_components, no model
+    downloads and no waits on pods kwok never runs, the device plugin's HelmChart in the test's namespace (not
+    kube-system, which every test shares); ``extra`` then ``catalog`` (its gpu_lab_models) on top."""
+    from tests.support.controlplane import DEFAULT_NODE  # pylint: disable=import-outside-toplevel
+    host = {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+        "gpu_lab_kubeconfig": kube.kubeconfig, "gpu_lab_kube_context": "", "gpu_lab_namespace": kube.namespace,
+        "gpu_lab_gpu_owner": "ollama", "gpu_lab_gpu_node": DEFAULT_NODE,
+        "gpu_lab_render_dir": os.path.join(str(directory), "rendered"),
+        "gpu_lab_components": dict(components),
+        "vllm_pull_enabled": False, "ollama_pull_enabled": False, "ollama_wait": False,
+        "vllm_models_host_path": os.path.join(str(directory), "models"), "gpu_prepull_wait": False,
+        "gpu_runtime_chart_namespace": kube.namespace,
+    }
+    host.update(extra)
+    host.update(catalog)
+    return write_lab_inventory(directory, host, DEFAULT_NODE)
+
+
 def recap(out):
     """``(changed, failed)`` of the PLAY RECAP line of an ansible-playbook run's output."""
     import re  # pylint: disable=import-outside-toplevel
