@@ -48,7 +48,9 @@ APPLY_ACTION = "ailab.gpu_lab.lab_apply"
 NO_MODULE = {"ansible.builtin.set_fact", "set_fact", "ansible.builtin.include_tasks", "include_tasks",
              "ansible.builtin.include_role", "include_role", "ansible.builtin.meta", "meta", "ansible.builtin.assert",
              "assert", "ansible.builtin.debug", "debug", "ansible.builtin.validate_argument_spec",
-             "validate_argument_spec"}
+             "validate_argument_spec",
+             # the lab role's check of every component role's argument spec: validate_argument_spec for several roles
+             "ailab.gpu_lab.validate_role_specs"}
 SECRETS = """
 apiVersion: v1
 kind: Secret

@@ -46,3 +46,25 @@ def test_bad_ingress_address_fails_before_anything_is_applied_or_rendered(tmp_pa
     assert kube.snapshot(watched) == before, "the failed deploy wrote to the cluster"
     assert kube.get("PersistentVolume", f"{kube.namespace}-vllm-models") is None
     assert not render.exists(), "the failed render wrote files"
+
+
+def test_bad_role_arguments_are_reported_together_by_the_one_spec_check(tmp_path):
+    """Two roles' arguments against their meta/argument_specs.yml (ailab.gpu_lab.validate_role_specs, one task for
+    every component role): both problems in one report, each naming its role's spec; a role whose component is off
+    is not checked in render mode (tracing is off in the example lab). REAL: ansible-playbook, render mode."""
+    render = tmp_path / "rendered"
+    bad = {"ansible_connection": "local", "vllm_pull_enabled": False, "ollama_pull_enabled": False,
+           "ingress_tls_source": "existing", "gpu_lab_render_only": True, "gpu_lab_render_dir": str(render),
+           "qdrant_image_pull_policy": "always", "open_webui_wait_timeout": "soon",
+           "phoenix_image_pull_policy": "sometimes"}
+    proc = run_playbook(PLAYBOOK, "-i", "inventory/example", "-e", json.dumps(bad), check=False)
+    out = proc.stdout
+    assert proc.returncode != 0, out[-3000:]
+    assert ("value of qdrant_image_pull_policy must be one of: Always, IfNotPresent, Never, got: always "
+            "(meta/argument_specs.yml of role ailab.gpu_lab.qdrant)") in out, out[-3000:]
+    assert re.search(r"argument 'open_webui_wait_timeout' is of type str[^\n]*\(meta/argument_specs.yml of role "
+                     r"ailab.gpu_lab.open_webui\)", out), out[-3000:]
+    assert "phoenix_image_pull_policy" not in out.split("deploy inputs:", 1)[-1]
+    tasks = re.findall(r"^TASK \[([^\]]+)\]", out, re.M)
+    assert tasks[-1] == "ailab.gpu_lab.lab : Check every deploy input before anything is applied", tasks
+    assert not render.exists(), "the failed render wrote files"

@@ -68,3 +68,32 @@ def test_the_plugin_loader_reuses_the_preloaded_modules_instead_of_loading_them_
     assert out["new_after_loader"] == [], "the loader imported these anew: %s" % out["new_after_loader"]
     assert out["filter_path"].endswith(os.path.join("plugins", "filter", "deploy.py")), out["filter_path"]
     assert out["lookup_path"].endswith(os.path.join("plugins", "lookup", "manifest.py")), out["lookup_path"]
+
+
+FREEZE_SCRIPT = r"""
+import gc, json
+from ansible.plugins.loader import init_plugin_loader
+init_plugin_loader([%(collections)r])
+from ansible.plugins.strategy.linear import StrategyModule as Builtin
+from ansible_collections.ailab.gpu_lab.plugins.strategy import linear
+seen = {}
+def linear_run(self, iterator, play_context):   # the built-in task loop, replaced: what state does it start in?
+    seen.update(frozen=gc.get_freeze_count(), filters="ansible_collections.ailab.gpu_lab.plugins.filter.deploy"
+                in __import__("sys").modules)
+    return 0
+Builtin.run = linear_run
+strategy = linear.StrategyModule.__new__(linear.StrategyModule)   # no TaskQueueManager needed for run() itself
+result = strategy.run(None, None)
+print(json.dumps(dict(seen, result=result)))
+"""
+
+
+def test_the_task_loop_starts_with_the_heap_frozen_so_forked_workers_share_it():
+    """gc.freeze() before the built-in linear run: every object of the parent (play, inventory, preloaded plugins)
+    is out of the collector's reach, so neither the parent's collections nor a forked worker's touch those pages."""
+    script = FREEZE_SCRIPT % {"collections": os.path.join(REPO, ".collections")}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["filters"], "the collection's filters were not imported before the task loop"
+    assert out["frozen"] > 10000, "the heap was not frozen before the task loop: %d objects frozen" % out["frozen"]
+    assert out["result"] == 0   # the built-in loop's result is returned as is
