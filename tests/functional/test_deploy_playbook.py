@@ -86,6 +86,24 @@ def test_render_mode_writes_a_valid_tree_for_the_example_lab(tmp_path, playbook_
     assert ("ConfigMap", "gpu-lab-state") not in objs
 
 
+def test_the_built_in_strategy_renders_the_same_tree_without_the_deprecation_warning(tmp_path, playbook_runner):
+    """-e gpu_lab_deploy_strategy=ansible.builtin.linear (docs/deploy.md): the same objects, byte for byte; ansible-core
+    2.19's deprecation warning about third-party strategies only with the collection's."""
+    outputs, trees = {}, {}
+    for strategy in ("ailab.gpu_lab.linear", "ansible.builtin.linear"):
+        render = tmp_path / strategy
+        extra = ["-e", f"gpu_lab_deploy_strategy={strategy}"] if strategy.startswith("ansible.") else []
+        outputs[strategy] = playbook_runner(PLAYBOOK, "-i", "inventory/example", "-e", "gpu_lab_render_only=true",
+                                            "-e", f"gpu_lab_render_dir={render}", *extra).stdout
+        trees[strategy] = {str(p.relative_to(render)): p.read_bytes() for p in sorted(render.rglob("*")) if p.is_file()}
+    assert trees["ailab.gpu_lab.linear"] == trees["ansible.builtin.linear"] and len(trees["ansible.builtin.linear"]) > 20
+    warning = "Use of strategy plugins not included in ansible.builtin are deprecated"
+    assert warning not in outputs["ansible.builtin.linear"]
+    import ansible  # pylint: disable=import-outside-toplevel
+    if tuple(int(n) for n in ansible.__version__.split(".")[:2]) >= (2, 19):   # 2.17 and 2.18 do not warn
+        assert warning in " ".join(outputs["ailab.gpu_lab.linear"].split())
+
+
 def assert_prepull_matches(objs, deployments):
     """The pre-pull DaemonSet pulls exactly the Deployments' images with their pull policies, on their nodes."""
     prepull = objs[("DaemonSet", "gpu-image-prepull")]
