@@ -25,14 +25,8 @@ description:
 author:
   - ailab maintainers (@ailab)
 extends_documentation_fragment:
+  - ailab.gpu_lab.read_only
   - ailab.gpu_lab.kubernetes
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Read-only; there is nothing to diff.
 options:
   sources:
     description:

@@ -22,13 +22,8 @@ description:
   - Read-only.
 author:
   - ailab maintainers (@ailab)
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Read-only; there is nothing to diff.
+extends_documentation_fragment:
+  - ailab.gpu_lab.read_only
 options:
   urls:
     description: Name -> URL; each answer is returned under its name.

@@ -26,13 +26,8 @@ description:
   - Runs on the controller (an action plugin; no module is started, nothing is copied to a host).
 author:
   - ailab maintainers (@ailab)
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Read-only; there is nothing to diff.
+extends_documentation_fragment:
+  - ailab.gpu_lab.read_only
 options:
   roles:
     description: Names of roles of this collection, short (C(vllm)) or fully qualified (C(ailab.gpu_lab.vllm)).
