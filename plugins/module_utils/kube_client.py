@@ -138,10 +138,20 @@ def __getattr__(name):
     raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
+# Where the provision playbook writes a host's kubeconfig on the controller, and where every role and module of the
+# collection looks for it, unless gpu_lab_kubeconfig says otherwise (filter ailab.gpu_lab.lab_kubeconfig).
+DEFAULT_KUBECONFIG = "~/.kube/gpu_lab/%s.yaml"
+
+
+def lab_kubeconfig_path(host):
+    """The kubeconfig path of inventory host ``host`` when gpu_lab_kubeconfig is not set."""
+    return DEFAULT_KUBECONFIG % host
+
+
 # ---------------------------------------------------------------- wording
 def missing_kubeconfig(path):
     return ("kubeconfig %s does not exist. Pass kubeconfig= (or K8S_AUTH_KUBECONFIG) pointing at the file that "
-            "the provision playbook fetched (default ~/.kube/gpu_lab/<host>.yaml)." % path)
+            "the provision playbook fetched (default %s)." % (path, lab_kubeconfig_path("<host>")))
 
 
 def describe_status(status, reason, body, host, action):
