@@ -33,7 +33,7 @@ from tests.support.open_webui import REPO, OpenWebUI, chromium, container_env, r
 from tests.support.openai_backend import OpenAIBackend
 from tests.support.qdrant_server import QdrantServer
 from tests.support.promql import substitute_grafana_vars
-from tests.support.serve import free_port, json_request
+from tests.support.serve import BackgroundHTTPServer, JSONHandler, free_port, json_request
 
 pytestmark = pytest.mark.slow
 
@@ -343,37 +343,22 @@ def _per_key_and_person_panel(exposition, tmp_path):
 
 # -- web search by the lab's SearXNG (component searxng) ---------------------------------------------------------------
 
-class _Pages:
+class _PageHandler(JSONHandler):
+    def do_GET(self):  # noqa: N802 - http.server naming
+        self.srv.requests.append(self.path)
+        self.send_body(200, b"<html><body><p>Page text that only a page loader would see.</p></body></html>", "text/html")
+
+
+class _Pages(BackgroundHTTPServer):
     """A local web server for the search result's page: it counts the requests, so the test proves Open WebUI loads
     no page itself (BYPASS_WEB_SEARCH_WEB_LOADER: in the lab Open WebUI has no internet egress, docs/network.md)."""
 
+    handler_base = _PageHandler
+    thread_name = "result-pages"
+
     def __init__(self):
-        import http.server
-        import threading
-
-        pages = self
+        self.host, self.port = "127.0.0.1", 0
         self.requests = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):  # noqa: N802 - http.server naming
-                pages.requests.append(self.path)
-                body = b"<html><body><p>Page text that only a page loader would see.</p></body></html>"
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def test_a_user_asks_with_web_search_and_the_answer_cites_the_searxng_result(tmp_path):
@@ -389,7 +374,7 @@ def test_a_user_asks_with_web_search_and_the_answer_cites_the_searxng_result(tmp
     from tests.support.deploy_render import load_objects, render_roles
     from tests.support.searxng_server import SearXNGServer, rendered_settings
 
-    pages = _Pages()
+    pages = _Pages().start()
     result = {"url": pages.url + "/lab-gpu-notes", "title": "Lab GPU notes",
               "content": "The lab's single GPU is an RTX 4090 shared by vLLM and Ollama."}
     formats = rendered_settings(load_objects(render_roles(tmp_path / "searxng", ["searxng"])))["search"]["formats"]

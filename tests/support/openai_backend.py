@@ -246,12 +246,7 @@ class _Handler(JSONHandler):
         elif path == "/health":
             self.send_json(200, {})
         elif path == "/":
-            data = b"Ollama is running"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.send_body(200, b"Ollama is running", "text/plain")
         else:
             self.send_json(404, {"error": {"message": f"no route {path}"}})
 

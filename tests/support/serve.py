@@ -98,7 +98,10 @@ class JSONHandler(BaseHTTPRequestHandler):
         pass
 
     def send_json(self, status, payload, content_type="application/json"):
-        data = json.dumps(payload).encode()
+        self.send_body(status, json.dumps(payload).encode(), content_type)
+
+    def send_body(self, status, data: bytes, content_type):
+        """One whole answer: status, Content-Type and Content-Length, then ``data``."""
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
