@@ -248,7 +248,10 @@ def test_control_plane_blip_mid_swap_is_waited_for(kube, control_plane, tmp_path
 
 def test_control_plane_down_longer_than_the_retry_window_restores_the_previous_owner(kube, control_plane, tmp_path):
     lab = lab_for(kube, tmp_path, owner="ollama", pod_annotations={"vllm": {READY_DELAY: "20s"}})
-    proc = lab.spawn("vllm:qwen2.5-7b", gpu_swap_api_retry_timeout=2)
+    # The restore waits for Ollama's pod while the scheduler and kwok reconnect to the restarted API server (client-go's
+    # watch backoff): under a loaded machine that once took more than the harness's 60 s (rehearsal 13), so this run
+    # gets the 180 s a real swap's default (load budget + 120 s) would give it at least.
+    proc = lab.spawn("vllm:qwen2.5-7b", gpu_swap_api_retry_timeout=2, gpu_swap_ready_timeout=180)
     wait_phase(lab, "starting", proc)
     control_plane.restart_apiserver(down_seconds=6)
     output = proc.communicate(timeout=300)[0]
